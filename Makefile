@@ -1,0 +1,35 @@
+# Two commands do all set-up: `make lab` (JupyterLab on the tutorials) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The torch release installed when the venv has none. pip prefers a local CPU wheel when one is
+# on its find-links path; elsewhere it takes the standard build for your platform (CUDA on Linux).
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test lint bench report clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test,lab]"
+	touch $@
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest -p no:cacheprovider tests $(wildcard notebooks/*.ipynb) --nbval --nbval-sanitize-with notebooks/sanitize.cfg -q -rs
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+report: $(STAMP)
+	$(BIN)/python -m gandissect_widgets.cli report --model hamlet --out out/hamlet_report.html
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
