@@ -14,6 +14,7 @@ Two kinds of edit exist:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Sequence
 
@@ -47,6 +48,10 @@ class Edit:
 
     def describe(self) -> str:
         return f"{self.kind} on {self.layer}"
+
+    def signature(self) -> str:
+        """Text that identifies what the edit does (for fingerprints)."""
+        return f"{type(self).__name__}:{self.layer}"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} #{self.id}: {self.describe()}>"
@@ -88,6 +93,11 @@ class Ablation(Edit):
             return out
 
         return fn
+
+    def signature(self):
+        mask = "" if self.mask is None else hashlib.sha1(self.mask.numpy().tobytes()).hexdigest()
+        value = self.value if not isinstance(self.value, torch.Tensor) else self.value.tolist()
+        return f"Ablation:{self.layer}:{self.units}:{self.strength}:{value}:{mask}"
 
     def describe(self):
         verb = "remove" if isinstance(self.value, (int, float)) and self.value == 0 else "set"

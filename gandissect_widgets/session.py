@@ -15,6 +15,7 @@ model, under one lock.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -161,6 +162,7 @@ class Session:
         self._unit_levels: dict[str, dict[str, torch.Tensor]] = {}
         self.dissections: dict = {}
         self._samples = list(range(8))
+        self._fingerprint_memo: dict = {}
         self.image_size = self._probe(layers)
 
     # ------------------------------------------------------------------ construction
@@ -335,6 +337,24 @@ class Session:
         seeds = _check_seeds(seeds)
         out, _ = self.run(self._inputs(seeds))
         return out.cpu()
+
+    def fingerprint(self) -> str:
+        """A short hash of the current weights and active output edits.
+
+        Equal fingerprints mean the model computes the same function; caches key on it.
+        """
+        with self.lock:
+            key = self.state_key
+            if self._fingerprint_memo.get("key") != key:
+                h = hashlib.sha256(type(self.model).__name__.encode())
+                for name, t in self.model.state_dict().items():
+                    h.update(name.encode())
+                    h.update(t.detach().cpu().contiguous().numpy().tobytes())
+                for e in self.stack.active:
+                    if not e.changes_weights:
+                        h.update(e.signature().encode())
+                self._fingerprint_memo = {"key": key, "value": h.hexdigest()[:16]}
+            return self._fingerprint_memo["value"]
 
     # ------------------------------------------------------------------ samples
     @property

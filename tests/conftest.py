@@ -18,8 +18,14 @@ class TinyGenerator(nn.Sequential):
         torch.manual_seed(0)
         super().__init__()
         self.add_module("layer1", nn.Sequential(nn.ConvTranspose2d(16, 32, 4), nn.ReLU()))
-        self.add_module("layer2", nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(32, 16, 3, padding=1), nn.ReLU()))
-        self.add_module("layer3", nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(16, 8, 3, padding=1), nn.ReLU()))
+        self.add_module(
+            "layer2",
+            nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(32, 16, 3, padding=1), nn.ReLU()),
+        )
+        self.add_module(
+            "layer3",
+            nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(16, 8, 3, padding=1), nn.ReLU()),
+        )
         self.add_module("output", nn.Sequential(nn.Conv2d(8, 3, 1), nn.Tanh()))
 
     def forward(self, z):
@@ -41,7 +47,9 @@ class TinyClassifier(nn.Module):
 def tiny_data(seeds):
     """Deterministic uint8 images (N, 16, 16, 3), one per seed."""
     imgs = [
-        torch.randint(0, 256, (16, 16, 3), generator=torch.Generator().manual_seed(s), dtype=torch.uint8)
+        torch.randint(
+            0, 256, (16, 16, 3), generator=torch.Generator().manual_seed(s), dtype=torch.uint8
+        )
         for s in seeds
     ]
     return torch.stack(imgs).numpy()

@@ -70,7 +70,9 @@ def test_ablation_formula_strength_value_mask(gen_session):
     mask[:8] = 1.0  # top half of the image -> top half of the 8x8 grid
     gen_session.ablate("layer2", [2, 5], strength=0.5, mask=mask, value=3.0)
     y = gen_session.activations("layer2", seeds)
-    m = torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None], size=(8, 8), mode="area")[0, 0]
+    m = torch.nn.functional.interpolate(
+        torch.from_numpy(mask)[None, None], size=(8, 8), mode="area"
+    )[0, 0]
     for u in (2, 5):
         torch.testing.assert_close(y[:, u], x[:, u] * (1 - 0.5 * m) + 3.0 * 0.5 * m)
     untouched = [u for u in range(16) if u not in (2, 5)]
@@ -176,7 +178,11 @@ def test_classifier_session(cls_session):
         (lambda s: s.ablate("layer2", [1.5]), TypeError, "integers"),
         (lambda s: s.ablate("layer2", [1], strength=1.5), ValueError, "[0, 1]"),
         (lambda s: s.ablate("layer2", [1], strength="x"), TypeError, "strength"),
-        (lambda s: s.ablate("layer2", [1], mask=np.ones((8, 8))), ValueError, "image size (16, 16)"),
+        (
+            lambda s: s.ablate("layer2", [1], mask=np.ones((8, 8))),
+            ValueError,
+            "image size (16, 16)",
+        ),
         (lambda s: s.ablate("layer2", [1], mask=[[1]]), TypeError, "numpy array"),
         (lambda s: s.ablate("layer2", [1], mask=np.full((16, 16), 2.0)), ValueError, "[0, 1]"),
         (lambda s: s.ablate("layer2", [1], value="max"), ValueError, "'mean' or 'high'"),
@@ -208,3 +214,13 @@ def test_constructor_errors(tiny_gen):
 def test_layer_without_spatial_output(cls_session):
     with pytest.raises(ValueError, match="no spatial"):
         cls_session.layer_shape("fc")
+
+
+def test_fingerprint_tracks_edits(gen_session):
+    base = gen_session.fingerprint()
+    e = gen_session.ablate("layer1", [0])
+    edited = gen_session.fingerprint()
+    gen_session.undo()
+    assert base != edited and gen_session.fingerprint() == base
+    gen_session.push(e)
+    assert gen_session.fingerprint() == edited

@@ -1,0 +1,93 @@
+"""Long work in a background thread, with progress, cancel and a result.
+
+>>> job = Job(lambda job: sum(job.step() or i for i in range(3)), total=3)
+>>> job.result()
+3
+>>> job.progress
+1.0
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+__all__ = ["Job", "Cancelled"]
+
+
+class Cancelled(Exception):
+    """The job was cancelled before it finished."""
+
+
+class Job:
+    """Run ``work(job)`` in a daemon thread. ``work`` calls ``job.step()`` once per unit of
+    work (a batch): that advances ``progress`` and raises :class:`Cancelled` after ``cancel()``,
+    so cancelling takes effect within one batch.
+    """
+
+    def __init__(self, work: Callable[[Job], object], total: int | None = None, name: str = "job"):
+        self.name = name
+        self.total = total
+        self.done = 0
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._result = None
+        self._error: BaseException | None = None
+        self._watchers: list[Callable[[Job], None]] = []
+        self._thread = threading.Thread(target=self._main, args=(work,), daemon=True, name=name)
+        self._thread.start()
+
+    def _main(self, work):
+        try:
+            self._result = work(self)
+        except BaseException as err:  # handed to result()
+            self._error = err
+        finally:
+            self._finished.set()
+            self._notify()
+
+    def step(self, n: int = 1) -> None:
+        """Count ``n`` units of work done; raises :class:`Cancelled` once cancel was asked."""
+        if self._cancel.is_set():
+            raise Cancelled(f"{self.name} was cancelled")
+        self.done += n
+        self._notify()
+
+    def _notify(self):
+        for cb in list(self._watchers):
+            cb(self)
+
+    def watch(self, callback: Callable[[Job], None]) -> None:
+        """Call ``callback(job)`` after every step and when the job ends (from its thread)."""
+        self._watchers.append(callback)
+
+    @property
+    def progress(self) -> float:
+        """Share of the work done, in [0, 1] (1.0 once finished successfully)."""
+        if self._finished.is_set() and self._error is None:
+            return 1.0
+        return min(self.done / self.total, 1.0) if self.total else 0.0
+
+    @property
+    def running(self) -> bool:
+        return not self._finished.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        return isinstance(self._error, Cancelled)
+
+    def cancel(self) -> None:
+        """Ask the work to stop at its next step."""
+        self._cancel.set()
+
+    def result(self, timeout: float | None = None):
+        """Wait for the work and return its value; re-raises its error (Cancelled included)."""
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"{self.name} still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def __repr__(self):
+        state = "running" if self.running else ("cancelled" if self.cancelled else "done")
+        return f"<Job {self.name}: {state}, {self.progress:.0%}>"
