@@ -1,0 +1,199 @@
+"""ImageGrid: a grid of images with optional heatmap overlays, captions, click and hover.
+
+Images travel as PNG bytes, heatmaps as uint8-quantised bytes plus ``vmin``/``vmax``; the
+browser colours them with a 256-entry lookup table, upsamples bilinearly and draws the
+threshold contour. Everything a view draws is a trait, so a saved page replays it.
+
+>>> import numpy as np
+>>> from gandissect_widgets.widgets import ImageGrid
+>>> grid = ImageGrid(np.zeros((4, 32, 32, 3), np.uint8), columns=2, size=64)
+>>> grid.set_heatmaps(np.random.rand(4, 8, 8), vmin=0, vmax=1)
+>>> grid.on_click(lambda where: print(where["index"], where["x"], where["y"]))
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable
+
+import anywidget
+import numpy as np
+import torch
+import traitlets as t
+
+from .. import render
+from ._validate import in_range
+
+__all__ = ["ImageGrid"]
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+
+
+def _lut_bytes(cmap: str) -> bytes:
+    """256 RGB entries of a matplotlib colormap, as 768 bytes."""
+    import matplotlib
+
+    if cmap not in matplotlib.colormaps:
+        some = ", ".join(sorted(n for n in matplotlib.colormaps if not n.endswith("_r"))[:12])
+        raise ValueError(f"unknown colormap {cmap!r}; use a matplotlib name such as: {some}, ...")
+    rgb = matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3]
+    return (rgb * 255).astype(np.uint8).tobytes()
+
+
+def _as_image_stack(images) -> np.ndarray:
+    """uint8 (N, H, W, 3|4), float (N, 3, H, W) in [-1, 1], or a list of same-size images."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            return np.zeros((0, 1, 1, 3), np.uint8)
+        images = np.stack([np.asarray(render.to_uint8(im)) for im in images])
+    if isinstance(images, torch.Tensor) or (
+        isinstance(images, np.ndarray) and images.dtype != np.uint8
+    ):
+        images = render.to_uint8(images)
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (3, 4):
+        raise ValueError(
+            "images must be uint8 (N, H, W, 3), float (N, 3, H, W) in [-1, 1], or a list of "
+            f"same-size images; got {arr.dtype} {arr.shape} (for one image use images[None])"
+        )
+    return arr
+
+
+class ImageGrid(anywidget.AnyWidget):
+    """N images in a grid, each with an optional heatmap overlay and a caption.
+
+    ``size`` is the displayed width of each image in CSS pixels; clicks report image pixels.
+
+    >>> grid = ImageGrid(np.zeros((2, 16, 16, 3), np.uint8), captions=["a", "b"])
+    >>> grid.captions = ["first", "second"]
+    """
+
+    _esm = _STATIC / "image_grid.js"
+    _css = _STATIC / "image_grid.css"
+
+    _pngs = t.List(t.Bytes()).tag(sync=True)
+    _heat = t.Bytes(b"").tag(sync=True)
+    _heat_shape = t.List(t.Int(), default_value=[0, 0, 0]).tag(sync=True)
+    _lut = t.Bytes(b"").tag(sync=True)
+    vmin = t.Float(0.0).tag(sync=True)
+    vmax = t.Float(1.0).tag(sync=True)
+    cmap = t.Unicode("inferno").tag(sync=True)
+    opacity = t.Float(0.5).tag(sync=True)
+    threshold = t.Float(None, allow_none=True).tag(sync=True)
+    captions = t.List(t.Unicode()).tag(sync=True)
+    columns = t.Int(8).tag(sync=True)
+    size = t.Int(128).tag(sync=True)
+    clicked = t.Dict().tag(sync=True)
+
+    _check_opacity = in_range("opacity", low=0, high=1)
+    _check_counts = in_range("columns", "size", low=1)
+
+    def __init__(
+        self,
+        images=None,
+        *,
+        heatmaps=None,
+        captions=None,
+        columns: int = 8,
+        size: int = 128,
+        cmap: str = "inferno",
+        opacity: float = 0.5,
+        threshold: float | None = None,
+    ):
+        super().__init__(
+            columns=columns,
+            size=size,
+            cmap=cmap,
+            opacity=opacity,
+            threshold=threshold,
+            captions=list(captions or []),
+            _lut=_lut_bytes(cmap),
+        )
+        self._click_callbacks: list[Callable[[dict], object]] = []
+        self._count = 0
+        if images is not None:
+            self.set_images(images)
+        if heatmaps is not None:
+            self.set_heatmaps(heatmaps)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def set_images(self, images) -> None:
+        """Show new images: uint8 (N, H, W, 3), float (N, 3, H, W) in [-1, 1], or a list.
+
+        Heatmaps are kept if the count is unchanged and dropped otherwise.
+
+        >>> ImageGrid().set_images(np.zeros((3, 8, 8, 3), np.uint8))
+        """
+        arr = _as_image_stack(images)
+        pngs = [render.png_bytes(im) for im in arr]
+        with self.hold_sync():
+            if self._heat_shape[0] not in (0, len(pngs)):
+                self.set_heatmaps(None)
+            self._count = len(pngs)
+            self._pngs = pngs
+
+    def set_heatmaps(self, heatmaps, vmin: float | None = None, vmax: float | None = None) -> None:
+        """Overlay float heatmaps (N, h, w), any grid size; ``None`` removes them.
+
+        Values are quantised to 256 levels between ``vmin`` and ``vmax`` (default: their range).
+
+        >>> g = ImageGrid(np.zeros((2, 8, 8, 3), np.uint8))
+        >>> g.set_heatmaps(np.ones((2, 4, 4)), vmin=0, vmax=2)
+        """
+        if heatmaps is None:
+            with self.hold_sync():
+                self._heat, self._heat_shape = b"", [0, 0, 0]
+            return
+        heat = np.asarray(torch.as_tensor(heatmaps).detach().float().cpu())
+        if heat.ndim != 3:
+            raise ValueError(f"heatmaps must be float (N, h, w); got shape {heat.shape}")
+        if self._count and heat.shape[0] != self._count:
+            n = heat.shape[0]
+            raise ValueError(f"got {n} heatmaps for {self._count} images; need one per image")
+        if not np.isfinite(heat).all():
+            raise ValueError("heatmaps contain NaN or infinite values; only finite ones are valid")
+        lo = float(heat.min()) if vmin is None else float(vmin)
+        hi = float(heat.max()) if vmax is None else float(vmax)
+        if hi < lo:
+            raise ValueError(f"vmax ({hi}) must be >= vmin ({lo})")
+        scaled = (heat - lo) / max(hi - lo, 1e-12) * 255
+        quantised = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+        with self.hold_sync():
+            self.vmin, self.vmax = lo, hi
+            self._heat, self._heat_shape = quantised.tobytes(), list(heat.shape)
+
+    @property
+    def heatmaps(self) -> np.ndarray | None:
+        """The heatmaps as the browser sees them (dequantised float32 (N, h, w)), or None."""
+        if not self._heat:
+            return None
+        q = np.frombuffer(self._heat, np.uint8).reshape(self._heat_shape).astype(np.float32)
+        return self.vmin + q / 255 * (self.vmax - self.vmin)
+
+    def on_click(self, callback: Callable[[dict], object], remove: bool = False) -> None:
+        """Call ``callback(dict(index=i, x=x, y=y))`` (image pixels) on each click on an image.
+
+        >>> ImageGrid().on_click(print)
+        """
+        if remove:
+            self._click_callbacks.remove(callback)
+        else:
+            self._click_callbacks.append(callback)
+
+    @t.observe("clicked")
+    def _on_clicked(self, change) -> None:
+        where = {k: int(change["new"][k]) for k in ("index", "x", "y") if k in change["new"]}
+        if len(where) == 3:
+            for callback in list(self._click_callbacks):
+                callback(where)
+
+    @t.observe("cmap")
+    def _on_cmap(self, change) -> None:
+        self._lut = _lut_bytes(change["new"])
+
+    @t.validate("cmap")
+    def _check_cmap(self, proposal) -> str:
+        _lut_bytes(proposal["value"])
+        return proposal["value"]
