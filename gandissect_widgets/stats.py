@@ -454,7 +454,9 @@ class Quantile(_Stat):
         ).to(device)
         values, order = torch.cat(self._levels, dim=1).sort(dim=1)
         weights = weights[order]
-        ranks = (weights.cumsum(dim=1) - weights / 2) / self.count
+        # 0-based middle rank of the samples each value stands for, over count - 1: for unit
+        # weights this is numpy's linear interpolation exactly
+        ranks = (weights.cumsum(dim=1) - (weights + 1) / 2) / max(self.count - 1, 1)
         ends = torch.ones(values.shape[0], 1, dtype=torch.float64, device=device)
         values = torch.cat([self._min[:, None], values, self._max[:, None]], dim=1)
         return values, torch.cat([ends * 0, ranks, ends], dim=1)

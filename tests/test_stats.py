@@ -1,0 +1,327 @@
+"""Tests for the mergeable running statistics: shards merge to one pass, sketch accuracy, I/O."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gandissect_widgets.stats import IoU, Moments, Quantile, SecondMoment, TopK
+
+
+def _shards(x, parts=3):
+    """Split a batch into uneven shards along N."""
+    n = x.shape[0]
+    cuts = [0, n // 5, n // 2, n][: parts + 1] if parts == 3 else [0, n // 3, n]
+    return [x[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def _rank_error(sorted_data: np.ndarray, estimate: np.ndarray, q: float) -> np.ndarray:
+    """Distance of q from the interval of ranks the estimate has in each unit's data."""
+    n = sorted_data.shape[1]
+    errors = []
+    for row, value in zip(sorted_data, estimate, strict=True):
+        lo = np.searchsorted(row, value, "left") / n
+        hi = np.searchsorted(row, value, "right") / n
+        errors.append(0.0 if lo <= q <= hi else min(abs(lo - q), abs(hi - q)))
+    return np.array(errors)
+
+
+def _roundtrip(stat, tmp_path):
+    path = tmp_path / "stat.npz"
+    stat.save(path)
+    return type(stat).load(path)
+
+
+# ---------------------------------------------------------------------------------- Moments
+def test_moments_match_torch_and_merge():
+    x = torch.randn(12, 5, 3, 4, dtype=torch.float64) * 3 + 2
+    flat = x.transpose(0, 1).reshape(5, -1)
+    whole = Moments()
+    whole.update(x)
+    merged = Moments()
+    shards = []
+    for part in _shards(x):
+        shard = Moments()
+        shard.update(part)
+        shards.append(shard)
+    for shard in shards:
+        merged.merge(shard)
+    for stat in (whole, merged):
+        assert stat.count == flat.shape[1]
+        torch.testing.assert_close(stat.mean, flat.mean(dim=1))
+        torch.testing.assert_close(stat.variance, flat.var(dim=1))
+        torch.testing.assert_close(stat.std, flat.std(dim=1))
+
+
+def test_moments_2d_batches_and_empty_merge():
+    x = torch.randn(40, 3)
+    m = Moments()
+    m.update(x[:25])
+    m.update(x[25:])
+    m.merge(Moments())
+    torch.testing.assert_close(m.mean, x.double().mean(dim=0))
+    fresh = Moments().merge(m)
+    torch.testing.assert_close(fresh.variance, x.double().var(dim=0))
+
+
+# ----------------------------------------------------------------------------- SecondMoment
+def test_second_moment_rows_and_maps_merge():
+    x = torch.randn(6, 4, 5, 5)
+    rows = x.transpose(0, 1).reshape(4, -1).T.double()
+    whole = SecondMoment()
+    whole.update(x)
+    merged = SecondMoment()
+    for part in _shards(x):
+        shard = SecondMoment()
+        shard.update(part.permute(0, 2, 3, 1).reshape(-1, 4))  # same rows as (M, C)
+        merged.merge(shard)
+    expected = rows.T @ rows / rows.shape[0]
+    for stat in (whole, merged):
+        assert stat.count == rows.shape[0]
+        assert stat.moment.dtype == torch.float64
+        torch.testing.assert_close(stat.moment, expected)
+
+
+# ------------------------------------------------------------------------------------- TopK
+def test_topk_values_ids_and_exact_merge():
+    values = torch.randn(50, 7, 4, 4)
+    ids = torch.arange(1000, 1050)
+    whole = TopK(k=5)
+    whole.update(values, ids)
+    merged = TopK(k=5)
+    for v, i in zip(_shards(values), _shards(ids), strict=True):
+        shard = TopK(k=5)
+        shard.update(v, i)
+        merged.merge(shard)
+    peak = values.flatten(2).amax(dim=2).double()  # (N, C)
+    best, order = peak.sort(dim=0, descending=True)
+    expected_values, expected_ids = best[:5].T, ids[order[:5]].T
+    for stat in (whole, merged):
+        got_values, got_ids = stat.result()
+        assert torch.equal(got_values, expected_values)
+        assert torch.equal(got_ids, expected_ids)
+
+
+def test_topk_ties_go_to_smaller_id_in_any_order():
+    values = torch.ones(6, 2)
+    a, b = TopK(k=3), TopK(k=3)
+    a.update(values[:3], torch.tensor([9, 4, 7]))
+    b.update(values[3:], torch.tensor([1, 8, 2]))
+    assert b.merge(a).result()[1].tolist() == [[1, 2, 4], [1, 2, 4]]
+
+
+def test_topk_fewer_samples_than_k():
+    t = TopK(k=10)
+    t.update(torch.tensor([[2.0, 1.0], [3.0, 0.0]]), torch.tensor([5, 6]))
+    values, ids = t.result()
+    assert values.tolist() == [[3.0, 2.0], [1.0, 0.0]]
+    assert ids.tolist() == [[6, 5], [5, 6]]
+
+
+# --------------------------------------------------------------------------------- Quantile
+def _distributions(n, units, generator):
+    normal = torch.randn(n, units, generator=generator)
+    heavy = torch.distributions.Cauchy(0.0, 1.0).sample((n, units))
+    relu = torch.relu(torch.randn(n, units, generator=generator) - 0.5).round(decimals=1)
+    return {"normal": normal, "heavy-tailed": heavy, "relu-ties": relu}
+
+
+@pytest.mark.parametrize("q", [0.99, 0.5])
+def test_quantile_rank_error_on_a_million_values(q):
+    torch.manual_seed(0)
+    n, units = 10**6, 3
+    for name, x in _distributions(n, units, torch.Generator().manual_seed(1)).items():
+        exact = np.sort(x.T.numpy(), axis=1)
+        single = Quantile(seed=0)
+        for i in range(0, n, 16384):  # realistic batch sizes: 64 images x 16 x 16
+            single.update(x[i : i + 16384])
+        shards = [Quantile(seed=s) for s in (1, 2, 3)]
+        for j, i in enumerate(range(0, n, 30000)):  # another batching, round-robin shards
+            shards[j % 3].update(x[i : i + 30000])
+        merged = shards[0].merge(shards[1]).merge(shards[2])
+        for stat in (single, merged):
+            assert stat.count == n
+            error = _rank_error(exact, stat.quantile(q).numpy(), q)
+            assert error.max() <= 1e-3, (name, q, error)
+
+
+def test_quantile_agrees_with_numpy_on_small_data_and_vector_q():
+    x = torch.randn(500, 4, 2, 2)
+    stat = Quantile()
+    stat.update(x)  # 2000 values per unit: below capacity, so exact
+    levels = [0.0, 0.1, 0.5, 0.99, 1.0]
+    got = stat.quantile(levels)
+    expected = np.quantile(x.transpose(0, 1).reshape(4, -1).numpy(), levels, axis=1).T
+    assert got.shape == (4, 5)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert stat.quantile(0.5).shape == (4,)
+
+
+def test_quantile_memory_bounded():
+    torch.manual_seed(0)
+    stat = Quantile(capacity=256, seed=0)
+    sizes = {}
+    for step in range(1, 101):
+        stat.update(torch.randn(10**4, 2))
+        if step in (10, 100):
+            sizes[step] = (stat.size, sum(a.nbytes for a in stat.state_dict().values()))
+    # 10x the samples: at most a few more minimum-size levels (8 values each), no growth
+    assert sizes[100][0] <= 3 * 256 + 8 * 8
+    assert sizes[100][0] - sizes[10][0] <= 4 * 8
+    assert sizes[100][1] <= sizes[10][1] + 4 * 8 * 2 * 4 + 4 * 200
+
+
+def test_quantile_merge_promotes_dtype_and_keeps_extremes():
+    a, b = Quantile(), Quantile()
+    a.update(torch.tensor([[1.0], [2.0]]))
+    b.update(torch.tensor([[-5.0], [9.0]], dtype=torch.float64))
+    a.merge(b)
+    assert a.count == 4
+    assert a.quantile([0.0, 1.0]).tolist() == [[-5.0, 9.0]]
+    assert a.quantile(0.0).dtype == torch.float64
+
+
+# -------------------------------------------------------------------------------------- IoU
+def _iou_reference(acts, concepts, thresholds, k):
+    up = F.interpolate(acts, size=concepts.shape[1:], mode="bilinear", align_corners=False)
+    above = up > thresholds[:, None, None]
+    onehot = F.one_hot(concepts, k).bool()  # (N, H, W, K)
+    inter = (above[..., None] & onehot[:, None]).sum(dim=(0, 2, 3))
+    return above.sum(dim=(0, 2, 3)), onehot.sum(dim=(0, 1, 2)), inter
+
+
+def test_iou_counts_match_brute_force_and_merge_exactly():
+    torch.manual_seed(0)
+    acts = torch.randn(9, 6, 4, 4)
+    concepts = torch.randint(0, 5, (9, 16, 16))
+    thresholds = torch.linspace(-0.5, 1.0, 6)
+    active, area, inter = _iou_reference(acts, concepts, thresholds, 5)
+    whole = IoU(thresholds, n_concepts=5)
+    whole.update(acts, concepts, chunk_elements=3000)  # forces several chunks
+    merged = IoU(thresholds, n_concepts=5)
+    for a, c in zip(_shards(acts), _shards(concepts), strict=True):
+        shard = IoU(thresholds, n_concepts=5)
+        shard.update(a, c)
+        merged.merge(shard)
+    for stat in (whole, merged):
+        assert torch.equal(stat.active, active)
+        assert torch.equal(stat.concept_area, area)
+        assert torch.equal(stat.intersection, inter)
+        assert stat.intersection.dtype == torch.int64
+        union = active[:, None] + area[None] - inter
+        torch.testing.assert_close(stat.iou(), (inter / union).double())
+
+
+def test_iou_is_zero_where_union_is_empty():
+    stat = IoU(torch.tensor([10.0]), n_concepts=3)
+    stat.update(torch.zeros(1, 1, 2, 2), torch.zeros(1, 4, 4, dtype=torch.int64))
+    assert stat.iou().tolist() == [[0.0, 0.0, 0.0]]
+
+
+# ------------------------------------------------------------------------------ save / load
+def _filled():
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 4, 4)
+    stats = [Moments(), SecondMoment(), Quantile(capacity=16, seed=0), TopK(k=4)]
+    for stat in stats[:3]:
+        stat.update(x)
+    stats[3].update(x, torch.arange(8))
+    iou = IoU(torch.zeros(3), n_concepts=4)
+    iou.update(x, torch.randint(0, 4, (8, 8, 8)))
+    return stats + [iou], x
+
+
+def _readout(stat):
+    return {
+        Moments: lambda s: (s.mean, s.variance),
+        SecondMoment: lambda s: (s.moment,),
+        Quantile: lambda s: (s.quantile([0.1, 0.5, 0.9]),),
+        TopK: lambda s: s.result(),
+        IoU: lambda s: (s.intersection, s.active, s.concept_area),
+    }[type(stat)](stat)
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_save_load_round_trip_and_continue(tmp_path, index):
+    stats, x = _filled()
+    stat = stats[index]
+    loaded = _roundtrip(stat, tmp_path)
+    assert loaded.count == stat.count and loaded.units == stat.units
+    for a, b in zip(_readout(stat), _readout(loaded), strict=True):
+        assert torch.equal(a, b)
+    # both keep going the same way (the sketch's random state is saved too)
+    for s in (stat, loaded):
+        if isinstance(s, TopK):
+            s.update(x, torch.arange(8, 16))
+        elif isinstance(s, IoU):
+            s.update(x, torch.ones(8, 8, 8, dtype=torch.int64))
+        else:
+            s.update(x * 2)
+    for a, b in zip(_readout(stat), _readout(loaded), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("cls", [Moments, SecondMoment, Quantile, TopK])
+def test_empty_round_trip(tmp_path, cls):
+    loaded = _roundtrip(cls(), tmp_path)
+    assert loaded.count == 0 and loaded.units is None
+
+
+def test_load_refuses_other_kind(tmp_path):
+    path = tmp_path / "m.npz"
+    Moments().save(path)
+    with pytest.raises(ValueError, match="holds a Moments, not a TopK"):
+        TopK.load(path)
+
+
+# ------------------------------------------------------------------------------- bad input
+def test_merge_mismatches_raise():
+    a, b = Quantile(units=64), Quantile(units=128)
+    a.update(torch.zeros(2, 64))
+    b.update(torch.zeros(2, 128))
+    with pytest.raises(ValueError, match="cannot merge Quantile of units 64 with one of 128"):
+        a.merge(b)
+    with pytest.raises(ValueError, match="capacity"):
+        Quantile(capacity=64).merge(Quantile(capacity=128))
+    with pytest.raises(ValueError, match="k 3 with one of 4"):
+        TopK(k=3).merge(TopK(k=4))
+    with pytest.raises(TypeError, match="cannot merge Moments with TopK"):
+        Moments().merge(TopK())
+    with pytest.raises(ValueError, match="thresholds"):
+        IoU(torch.zeros(2), 3).merge(IoU(torch.ones(2), 3))
+    with pytest.raises(ValueError, match="n_concepts"):
+        IoU(torch.zeros(2), 3).merge(IoU(torch.zeros(2), 4))
+
+
+@pytest.mark.parametrize("cls", [Moments, SecondMoment, Quantile])
+def test_wrong_update_shapes_raise(cls):
+    stat = cls()
+    with pytest.raises(ValueError, match=r"\(N, C\) or \(N, C, H, W\)"):
+        stat.update(torch.zeros(5))
+    stat.update(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"3 units.*\(N, 3\)"):
+        stat.update(torch.zeros(2, 4))
+
+
+def test_bad_topk_iou_quantile_inputs_raise():
+    with pytest.raises(ValueError, match="ids must be an integer tensor of shape \\(4,\\)"):
+        TopK().update(torch.zeros(4, 2), torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="positive integer k"):
+        TopK(k=0)
+    iou = IoU(torch.zeros(2), n_concepts=3)
+    with pytest.raises(ValueError, match=r"acts must be \(N, 2, h, w\)"):
+        iou.update(torch.zeros(1, 3, 2, 2), torch.zeros(1, 4, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        iou.update(torch.zeros(1, 2, 2, 2), torch.full((1, 4, 4), 3))
+    with pytest.raises(TypeError, match="integer labels"):
+        iou.update(torch.zeros(1, 2, 2, 2), torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match="no data yet"):
+        Quantile().quantile(0.5)
+    q = Quantile()
+    q.update(torch.zeros(3, 1))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        q.quantile(1.5)
+    with pytest.raises(ValueError, match="NaN"):
+        q.update(torch.tensor([[float("nan")]]))
+    with pytest.raises(ValueError, match="capacity must be an integer"):
+        Quantile(capacity=2)
