@@ -1,8 +1,13 @@
-"""Trait validators shared by the widgets, raising ValueError that names the valid range."""
+"""Trait validators shared by the widgets, raising ValueError that names what is valid."""
 
 from __future__ import annotations
 
 import traitlets as t
+
+
+class InvalidValue(t.TraitError, ValueError):
+    """A bad trait value: a ValueError for callers, a TraitError so traitlets rolls back
+    the other values set with it (e.g. in one front-end update)."""
 
 
 def in_range(*names: str, low: float, high: float | None = None):
@@ -20,7 +25,7 @@ def in_range(*names: str, low: float, high: float | None = None):
         value = proposal["value"]
         if value < low or (high is not None and value > high):
             valid = f"in [{low}, {high}]" if high is not None else f">= {low}"
-            raise ValueError(f"{proposal['trait'].name} must be {valid}; got {value}")
+            raise InvalidValue(f"{proposal['trait'].name} must be {valid}; got {value}")
         return value
 
     return _check

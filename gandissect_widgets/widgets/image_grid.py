@@ -22,7 +22,7 @@ import torch
 import traitlets as t
 
 from .. import render
-from ._validate import in_range
+from ._validate import InvalidValue, in_range
 
 __all__ = ["ImageGrid"]
 
@@ -34,8 +34,10 @@ def _lut_bytes(cmap: str) -> bytes:
     import matplotlib
 
     if cmap not in matplotlib.colormaps:
-        some = ", ".join(sorted(n for n in matplotlib.colormaps if not n.endswith("_r"))[:12])
-        raise ValueError(f"unknown colormap {cmap!r}; use a matplotlib name such as: {some}, ...")
+        raise InvalidValue(
+            f"unknown colormap {cmap!r}; use a matplotlib colormap name "
+            f"({len(matplotlib.colormaps)} known), e.g. inferno, viridis, magma, gray, RdBu_r"
+        )
     rgb = matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3]
     return (rgb * 255).astype(np.uint8).tobytes()
 

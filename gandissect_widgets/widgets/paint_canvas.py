@@ -25,7 +25,7 @@ import torch
 import traitlets as t
 
 from .. import render
-from ._validate import in_range
+from ._validate import InvalidValue, in_range
 
 __all__ = ["PaintCanvas"]
 
@@ -187,17 +187,17 @@ class PaintCanvas(anywidget.AnyWidget):
     def _check_mask_bytes(self, proposal) -> bytes:
         (h, w), n = self._shape, len(proposal["value"])
         if n != h * w:
-            raise ValueError(f"mask bytes must hold H*W = {h * w} values; got {n}")
+            raise InvalidValue(f"mask bytes must hold H*W = {h * w} values; got {n}")
         return proposal["value"]
 
     @t.validate("mode")
     def _check_mode(self, proposal) -> str:
         if proposal["value"] not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}; got {proposal['value']!r}")
+            raise InvalidValue(f"mode must be one of {_MODES}; got {proposal['value']!r}")
         return proposal["value"]
 
     @t.validate("color")
     def _check_color(self, proposal) -> str:
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", proposal["value"]):
-            raise ValueError(f"color must be '#rrggbb' hex; got {proposal['value']!r}")
+            raise InvalidValue(f"color must be '#rrggbb' hex; got {proposal['value']!r}")
         return proposal["value"]
