@@ -120,6 +120,12 @@ class Session:
         data: the sample source of a classifier.
         segmenter: an object with ``concepts`` and ``segment(images)`` (for dissection).
         batch_size: the largest batch run at once.
+        concepts: names of the concept ids in ``data``'s concept maps (classifier dissection).
+        classes: names of a classifier's outputs, in logit order.
+
+    ``data(seeds)`` may return ``images``, ``(images, concept_maps)`` or
+    ``(images, concept_maps, labels)``: concept maps (N, H, W) of ids into ``concepts`` give
+    exact Network Dissection, labels (N,) class ids measure accuracy.
 
     >>> s = Session(my_generator, z_dim=128)                 # doctest: +SKIP
     >>> s.activations("layer4", [0, 1]).shape                # doctest: +SKIP
@@ -137,6 +143,8 @@ class Session:
         data: Callable | None = None,
         segmenter=None,
         batch_size: int = 32,
+        concepts: list[str] | None = None,
+        classes: list[str] | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -153,6 +161,8 @@ class Session:
             )
         self.kind = "generator" if data is None else "classifier"
         self.segmenter = segmenter
+        self.concepts = list(concepts) if concepts is not None else None
+        self.classes = list(classes) if classes is not None else None
         self.batch_size = int(batch_size)
         self.lock = threading.RLock()
         self.stack = EditStack()
@@ -222,6 +232,23 @@ class Session:
         out = self.data(seeds)
         images = out[0] if isinstance(out, tuple) else out
         return render.to_uint8(images)
+
+    def _data_part(self, seeds, index: int, what: str):
+        out = self.data(seeds) if self.data is not None else None
+        if not isinstance(out, tuple) or len(out) <= index or out[index] is None:
+            raise ValueError(
+                f"this Session's data gives no {what}; data(seeds) must return "
+                "(images, concept_maps, labels)"
+            )
+        return torch.as_tensor(np.asarray(out[index]))
+
+    def concept_maps(self, seeds) -> torch.Tensor:
+        """Concept maps (N, H, W) int64 from a classifier Session's data."""
+        return self._data_part(_check_seeds(seeds), 1, "concept maps").long()
+
+    def labels(self, seeds) -> torch.Tensor:
+        """Class ids (N,) from a classifier Session's data."""
+        return self._data_part(_check_seeds(seeds), 2, "labels").long()
 
     def _inputs(self, seeds) -> torch.Tensor:
         if self.kind == "generator":
@@ -355,6 +382,48 @@ class Session:
                         h.update(e.signature().encode())
                 self._fingerprint_memo = {"key": key, "value": h.hexdigest()[:16]}
             return self._fingerprint_memo["value"]
+
+    def attribution_pass(self, layer: str, seeds):
+        """Forward with gradients to ``layer``'s output: (activations leaf, model output)."""
+        layer = self._check_layer(layer)
+
+        def leaf(out):
+            return out.detach().requires_grad_(True)
+
+        with self.lock, torch.enable_grad():
+            fns = self.stack.output_edits(self)
+            fns[layer] = fns.get(layer, []) + [leaf]
+            with hooked(self.model, retain=[layer], edit=fns) as seen:
+                out = self.model(self._inputs(_check_seeds(seeds)))
+            return seen[layer], out
+
+    # ------------------------------------------------------------------ analysis
+    def dissect(self, layer: str, **kwargs):
+        """Dissect a layer; see :func:`gandissect_widgets.dissect.dissect`.
+
+        >>> d = s.dissect("layer4", n=1000)     # doctest: +SKIP
+        """
+        from .dissect import dissect
+
+        return dissect(self, layer, **kwargs)
+
+    def ablation_effect(self, layer: str, units, concept: str, **kwargs):
+        """Concept pixels removed by ablating units; see :func:`dissect.ablation_effect`."""
+        from .dissect import ablation_effect
+
+        return ablation_effect(self, layer, units, concept, **kwargs)
+
+    def ablation_accuracy(self, layer: str, units, **kwargs):
+        """Per-class accuracy before/after ablating units; see :func:`dissect.ablation_accuracy`."""
+        from .dissect import ablation_accuracy
+
+        return ablation_accuracy(self, layer, units, **kwargs)
+
+    def class_units(self, layer: str, name: str, **kwargs):
+        """Units ranked by support for a class; see :func:`dissect.class_units`."""
+        from .dissect import class_units
+
+        return class_units(self, layer, name, **kwargs)
 
     # ------------------------------------------------------------------ samples
     @property

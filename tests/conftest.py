@@ -72,3 +72,45 @@ def cls_session():
     from gandissect_widgets import Session
 
     return Session(TinyClassifier(), device="cpu", data=tiny_data)
+
+
+CONCEPTS = ["dark", "bright"]
+
+
+def labelled_data(seeds):
+    """Images whose concept map is exact: pixels brighter than mid-grey are 'bright'."""
+    imgs = tiny_data(seeds)
+    maps = (imgs.mean(-1) > 127).astype("int64")
+    labels = (maps.mean((1, 2)) > 0.5).astype("int64")
+    return imgs, maps, labels
+
+
+class ThresholdSegmenter:
+    """Segments each image into its darker and brighter half: a stand-in segmenter for tests."""
+
+    concepts = CONCEPTS
+
+    def segment(self, images):
+        grey = torch.from_numpy(images.astype("float32").mean(-1))
+        median = grey.flatten(1).median(1).values[:, None, None]
+        return (grey > median).long()
+
+
+@pytest.fixture
+def seg_session(tiny_gen):
+    from gandissect_widgets import Session
+
+    return Session(tiny_gen, device="cpu", batch_size=8, segmenter=ThresholdSegmenter())
+
+
+@pytest.fixture
+def labelled_session():
+    from gandissect_widgets import Session
+
+    return Session(
+        TinyClassifier(classes=2),
+        device="cpu",
+        data=labelled_data,
+        concepts=CONCEPTS,
+        classes=["darkish", "brightish"],
+    )
