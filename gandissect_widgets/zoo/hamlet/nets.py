@@ -20,7 +20,7 @@ from torch import nn
 
 from .world import CONCEPTS, SCENES
 
-GENERATOR_SIZES = [128, 128, 128, 128, 64, 32]  # z, then channels at 4, 8, 16, 32, 64 px
+GENERATOR_SIZES = [128, 128, 128, 64, 32, 16]  # z, then channels at 4, 8, 16, 32, 64 px
 
 
 _SQRT2 = math.sqrt(2)
@@ -47,7 +47,7 @@ class Discriminator(nn.Module):
         torch.Size([2])
     """
 
-    def __init__(self, channels=(32, 64, 128, 128, 128)):
+    def __init__(self, channels=(16, 32, 64, 128, 128)):
         super().__init__()
         c = channels
         layers = [_WSConv(3, c[0], 1), nn.LeakyReLU(0.2)]

@@ -69,7 +69,7 @@ def _half_state(module):
     return {k: v.detach().half().contiguous() for k, v in module.state_dict().items()}
 
 
-def train_gan(out, steps, batch=32, lr=2e-3, r1_gamma=1.0, r1_every=8, ckpt_every=300.0):
+def train_gan(out, steps, batch=16, lr=2e-3, r1_gamma=1.0, r1_every=8, ckpt_every=300.0):
     """Non-saturating GAN loss, lazy R1, Adam(0, 0.99), EMA generator; resumes from ckpt.pt."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
