@@ -108,8 +108,8 @@ class Moments(_Stat):
         x = _units_major(x, self.units, "Moments").double()
         self.units, n = x.shape[0], x.shape[1]
         if n:
-            mean = x.mean(dim=1)
-            self._combine(n, mean, ((x - mean[:, None]) ** 2).sum(dim=1))
+            variance, mean = torch.var_mean(x, dim=1, correction=0)
+            self._combine(n, mean, variance * n)
 
     def _combine(self, n: int, mean: torch.Tensor, m2: torch.Tensor) -> None:
         if self._mean is None:
@@ -491,6 +491,13 @@ class Quantile(_Stat):
         return self
 
 
+def _round_down(values: torch.Tensor, dtype) -> torch.Tensor:
+    """``values`` rounded down to ``dtype``: for x in dtype, ``x > result`` iff ``x > values``."""
+    rounded = values.to(dtype)
+    too_big = rounded.double() > values.double()
+    return torch.where(too_big, torch.nextafter(rounded, rounded.new_tensor(-math.inf)), rounded)
+
+
 class IoU(_Stat):
     """Counts between "unit activation above its threshold" and each concept of a label map.
 
@@ -518,23 +525,23 @@ class IoU(_Stat):
         self.concept_area = torch.zeros(n_concepts, dtype=torch.int64)
         self.intersection = torch.zeros(self.units, n_concepts, dtype=torch.int64)
 
-    def update(self, acts, concepts, chunk_elements: int = 1 << 23) -> None:
+    def update(self, acts, concepts, chunk_elements: int = 1 << 22) -> None:
         acts, concepts = torch.as_tensor(acts), torch.as_tensor(concepts)
         n, c = self._check(acts, concepts)
         self._to(acts.device)
-        size = concepts.shape[1:]
+        size, k = concepts.shape[1:], self.n_concepts
         step = max(1, chunk_elements // max(1, c * size.numel()))
-        thresholds = self.thresholds.to(acts.device)[:, None, None]
+        thresholds = _round_down(self.thresholds.to(acts.device), acts.dtype)
+        acts = acts.contiguous(memory_format=torch.channels_last)  # ~5x faster upsampling on CPU
         for i in range(0, n, step):
             up = F.interpolate(acts[i : i + step], size=size, mode="bilinear", align_corners=False)
-            above = (up > thresholds).flatten(2)  # (n, C, HW)
-            labels = concepts[i : i + step].flatten(1)  # (n, HW)
-            self.active += above.sum(dim=(0, 2))
-            # sum the (pixels, C) "above" rows into the rows of their labels: (K, C)
-            by_label = torch.zeros(self.n_concepts, c, device=acts.device)
-            by_label.index_add_(0, labels.reshape(-1), above.transpose(1, 2).reshape(-1, c).float())
-            self.intersection += by_label.T.round().long()
-            self.concept_area += torch.bincount(labels.reshape(-1), minlength=self.n_concepts)
+            # (n, H, W, C) in memory: flat index = pixel * C + unit; few pixels are above
+            where = (up.permute(0, 2, 3, 1) > thresholds).reshape(-1).nonzero()[:, 0]
+            unit, labels = where % c, concepts[i : i + step].reshape(-1)
+            self.active += torch.bincount(unit, minlength=c)
+            pairs = torch.bincount(unit * k + labels[where // c], minlength=c * k)
+            self.intersection += pairs.view(c, k)
+            self.concept_area += torch.bincount(labels, minlength=k)
         self.count += n
 
     def _check(self, acts: torch.Tensor, concepts: torch.Tensor) -> tuple[int, int]:

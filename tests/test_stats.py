@@ -212,6 +212,14 @@ def test_iou_counts_match_brute_force_and_merge_exactly():
         torch.testing.assert_close(stat.iou(), (inter / union).double())
 
 
+def test_iou_float32_acts_compare_exactly_with_float64_thresholds():
+    value = torch.tensor(0.1, dtype=torch.float32)  # 0.10000000149... > 0.1
+    thresholds = torch.tensor([0.1, value.item(), 0.1000000015], dtype=torch.float64)
+    stat = IoU(thresholds, n_concepts=1)
+    stat.update(value.expand(1, 3, 1, 1), torch.zeros(1, 1, 1, dtype=torch.int64))
+    assert stat.active.tolist() == [1, 0, 0]
+
+
 def test_iou_is_zero_where_union_is_empty():
     stat = IoU(torch.tensor([10.0]), n_concepts=3)
     stat.update(torch.zeros(1, 1, 2, 2), torch.zeros(1, 4, 4, dtype=torch.int64))
