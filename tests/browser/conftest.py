@@ -34,10 +34,12 @@ _CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-s
 
 
 def _find_chromium() -> str | None:
-    """GW_CHROMIUM, else /usr/bin/chromium, else a Chromium-like browser on PATH."""
-    for path in (os.environ.get("GW_CHROMIUM"), "/usr/bin/chromium"):
-        if path and os.access(path, os.X_OK):
-            return path
+    """$GW_CHROMIUM if set (and nothing else), else /usr/bin/chromium, else one on PATH."""
+    if "GW_CHROMIUM" in os.environ:
+        path = os.environ["GW_CHROMIUM"]
+        return path if os.access(path, os.X_OK) else None
+    if os.access("/usr/bin/chromium", os.X_OK):
+        return "/usr/bin/chromium"
     return next((p for p in map(shutil.which, _CANDIDATES) if p), None)
 
 
@@ -56,7 +58,8 @@ def browser():
         _unavailable("Playwright for Python is not installed")
     executable = _find_chromium()
     if executable is None:
-        _unavailable("no Chromium executable was found")
+        where = os.environ.get("GW_CHROMIUM") or "/usr/bin/chromium or on PATH"
+        _unavailable(f"no Chromium executable was found ({where})")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, args=_ARGS)
         yield chromium
