@@ -547,6 +547,28 @@ class Session:
         self._emit(SessionEvent("weights" if edit.changes_weights else "edits", edit))
         return edit
 
+    def replace(self, old: Edit | None, new: Edit | None) -> Edit | None:
+        """Swap an active output edit for ``new`` in place (one event); ``old=None`` pushes,
+        ``new=None`` removes. Widgets use this to retune the edit they own.
+
+        >>> e = s.ablate("layer4", [3])                             # doctest: +SKIP
+        >>> e = s.replace(e, s.ablation("layer4", [3, 4]))          # doctest: +SKIP
+        """
+        if old is None or old not in self.stack.active:
+            return self.push(new) if new is not None else None
+        if old.changes_weights or (new is not None and new.changes_weights):
+            raise ValueError(
+                "replace() swaps output edits only; use undo()/push() for weight edits"
+            )
+        with self.lock:
+            i = self.stack.active.index(old)
+            if new is None:
+                del self.stack.active[i]
+            else:
+                self.stack.active[i] = new
+        self._emit(SessionEvent("edits", new or old))
+        return new
+
     def undo(self) -> Edit | None:
         """Undo the newest edit; returns it (None when there is nothing to undo)."""
         with self.lock:
@@ -578,6 +600,21 @@ class Session:
     def edits(self) -> list[Edit]:
         """The active edits, oldest first."""
         return list(self.stack.active)
+
+    @contextmanager
+    def excluding(self, edit: Edit | None):
+        """Leave one active output edit out inside a ``with`` block (no events): e.g. to show
+        a widget's "original" beside its edit. Cached results of that state are reused."""
+        if edit is None or edit not in self.stack.active or edit.changes_weights:
+            yield
+            return
+        with self.lock:
+            i = self.stack.active.index(edit)
+            del self.stack.active[i]
+            try:
+                yield
+            finally:
+                self.stack.active.insert(i, edit)
 
     @contextmanager
     def temporarily(self, edit: Edit):
