@@ -1,0 +1,420 @@
+"""A StyleGAN2 generator in plain PyTorch that loads rosinality-format checkpoints.
+
+No compiled extension: :func:`upfirdn2d`, :func:`fused_leaky_relu` and the modulated convolution
+are written with standard torch ops, so the model runs on any device.
+
+Module tree (direct children in generation order, as a Session lists them)::
+
+    mapping            z -> w (pixel norm + equalised linear layers)
+    layer0 .. layerN   StyledConv: modulate the input by the style, ``conv`` (a plain
+                       nn.Conv2d holding the effective weight), demodulate, noise, bias + lReLU
+    torgb              ModuleList of ToRGB (skip connections to the image)
+    output             clamp to [-1, 1]
+
+In an upsampling layer the transposed convolution is written as ``up`` (zero insertion) then the
+plain ``conv``, then a blur, so every layer's ``conv`` is an ordinary convolution a rewrite can
+edit. The rosinality key names (``conv1.conv.weight``, ``convs.0.conv.modulation.weight``,
+``noises.noise_0``, ``to_rgbs.0.bias``, ...) map onto this tree in :func:`from_rosinality` and
+back in :func:`rosinality_state_dict`.
+
+Example:
+    >>> g = StyleGAN2Generator(16, style_dim=8, n_mlp=2, channels=[8, 8, 4])
+    >>> g(torch.randn(2, 8)).shape
+    torch.Size([2, 3, 16, 16])
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "StyleGAN2Generator",
+    "StyledConv",
+    "ToRGB",
+    "upfirdn2d",
+    "fused_leaky_relu",
+    "make_kernel",
+    "from_rosinality",
+    "rosinality_state_dict",
+]
+
+_SQRT2 = math.sqrt(2)
+_BLUR = (1, 3, 3, 1)
+
+
+# ---------------------------------------------------------------------------------- ported ops
+def make_kernel(taps) -> torch.Tensor:
+    """A normalised 2-D FIR kernel from 1-D taps (outer product) or a 2-D array.
+
+    >>> make_kernel([1, 3, 3, 1]).sum().item()
+    1.0
+    """
+    k = torch.as_tensor(taps, dtype=torch.float32)
+    if k.dim() == 1:
+        k = k[:, None] * k[None, :]
+    return k / k.sum()
+
+
+def _zero_stuff(x: torch.Tensor, factor: int, trailing: bool = True) -> torch.Tensor:
+    """Insert ``factor - 1`` zeros after every pixel (dropped after the last one if not trailing)."""
+    n, c, h, w = x.shape
+    out = x.new_zeros(n, c, h, factor, w, factor)
+    out[:, :, :, 0, :, 0] = x
+    out = out.view(n, c, h * factor, w * factor)
+    if not trailing:
+        out = out[:, :, : h * factor - factor + 1, : w * factor - factor + 1]
+    return out
+
+
+def _pad(x: torch.Tensor, p0: int, p1: int) -> torch.Tensor:
+    """Pad both spatial axes by ``p0`` before and ``p1`` after; negative amounts crop."""
+    x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+    h, w = x.shape[-2:]
+    return x[:, :, max(-p0, 0) : h - max(-p1, 0), max(-p0, 0) : w - max(-p1, 0)]
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up=1, down=1, pad=(0, 0)) -> torch.Tensor:
+    """Upsample by zero insertion, pad, convolve each channel with ``kernel``, then subsample.
+
+    ``x`` is (N, C, H, W); ``pad`` = (before, after) on both axes. The output side is
+    ``(H * up + before + after - kh) // down + 1``.
+
+    >>> upfirdn2d(torch.ones(1, 1, 4, 4), make_kernel([1, 1]) * 4, up=2, pad=(1, 0)).shape
+    torch.Size([1, 1, 8, 8])
+    """
+    n, c, h, w = x.shape
+    if up > 1:
+        x = _zero_stuff(x, up)
+    x = _pad(x, int(pad[0]), int(pad[1]))
+    weight = torch.flip(kernel, [0, 1]).to(x)[None, None].expand(c, 1, *kernel.shape)
+    x = F.conv2d(x, weight, groups=c)
+    return x[:, :, ::down, ::down] if down > 1 else x
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, slope=0.2, scale=_SQRT2):
+    """``leaky_relu(x + bias) * scale``, the bias added per channel (dim 1).
+
+    >>> fused_leaky_relu(torch.tensor([[-1.0, 1.0]]), torch.zeros(2), scale=1.0).tolist()
+    [[-0.2, 1.0]]
+    """
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return F.leaky_relu(x + bias.view(shape), slope) * scale
+
+
+def _demodulation(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """1 / |W * s| per sample and output channel: (N, C_out)."""
+    return torch.rsqrt(styles.square() @ weight.square().sum((2, 3)).t() + 1e-8)
+
+
+# ---------------------------------------------------------------------------------- modules
+class _PixelNorm(nn.Module):
+    def forward(self, x):
+        return x * torch.rsqrt(x.square().mean(1, keepdim=True) + 1e-8)
+
+
+class _EqualLinear(nn.Module):
+    """Linear layer with equalised learning rate (weights scaled at run time, as rosinality)."""
+
+    def __init__(self, in_dim, out_dim, *, bias_init=0.0, lr_mul=1.0, activate=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activate = activate
+
+    def forward(self, x):
+        out = F.linear(x, self.weight * self.scale)
+        if self.activate:
+            return fused_leaky_relu(out, self.bias * self.lr_mul)
+        return out + self.bias * self.lr_mul
+
+
+class _ZeroStuff(nn.Module):
+    """Zero insertion x2 (no trailing zeros): with a plain conv after it, a transposed conv."""
+
+    def forward(self, x):
+        return _zero_stuff(x, 2, trailing=False)
+
+
+def _up_pads(n_taps: int, kernel_size: int) -> tuple[int, int]:
+    """Blur padding after a stride-2 transposed conv of ``kernel_size`` (rosinality's rule)."""
+    p = (n_taps - 2) - (kernel_size - 1)
+    return (p + 1) // 2 + 1, p // 2 + 1
+
+
+class StyledConv(nn.Module):
+    """One synthesis layer: style-modulated conv, demodulation, fixed noise, bias and lReLU.
+
+    ``conv.weight`` is the effective (already scaled) weight W; the layer computes
+    ``demod(conv(x * s))`` with ``s = modulation(w)``, equal to a conv with weights ``W * s``
+    normalised per output channel. ``noise`` is a fixed buffer so outputs are deterministic.
+
+    >>> layer = StyledConv(4, 6, style_dim=8, resolution=8, upsample=True)
+    >>> layer(torch.randn(2, 4, 4, 4), torch.randn(2, 8)).shape
+    torch.Size([2, 6, 8, 8])
+    """
+
+    def __init__(
+        self, in_ch, out_ch, style_dim, resolution, kernel_size=3, upsample=False, blur=_BLUR
+    ):
+        super().__init__()
+        self.modulation = _EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.up = _ZeroStuff() if upsample else None
+        pad = kernel_size - 1 if upsample else kernel_size // 2
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=pad, bias=False)
+        nn.init.normal_(self.conv.weight, std=1 / math.sqrt(in_ch * kernel_size**2))
+        if upsample:
+            self.register_buffer("blur_kernel", make_kernel(blur) * 4)
+            self.blur_pad = _up_pads(len(blur), kernel_size)
+        self.noise_strength = nn.Parameter(torch.zeros(1))
+        self.register_buffer("noise", torch.randn(1, 1, resolution, resolution))
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+
+    def forward(self, x, w):
+        s = self.modulation(w)
+        x = x * s[:, :, None, None]
+        if self.up is not None:
+            x = self.up(x)
+        y = self.conv(x) * _demodulation(self.conv.weight, s)[:, :, None, None]
+        if self.up is not None:
+            y = upfirdn2d(y, self.blur_kernel, pad=self.blur_pad)
+        return fused_leaky_relu(y + self.noise_strength * self.noise, self.bias)
+
+
+class ToRGB(nn.Module):
+    """Style-modulated 1x1 conv to RGB (no demodulation) plus the upsampled skip image."""
+
+    def __init__(self, in_ch, style_dim, upsample=True, blur=_BLUR):
+        super().__init__()
+        self.modulation = _EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.conv = nn.Conv2d(in_ch, 3, 1, bias=False)
+        nn.init.normal_(self.conv.weight, std=1 / math.sqrt(in_ch))
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        if upsample:
+            self.register_buffer("upsample_kernel", make_kernel(blur) * 4)
+            p = len(blur) - 2
+            self.upsample_pad = ((p + 1) // 2 + 1, p // 2)
+
+    def forward(self, x, w, skip=None):
+        out = self.conv(x * self.modulation(w)[:, :, None, None]) + self.bias
+        if skip is not None:
+            out = out + upfirdn2d(skip, self.upsample_kernel, up=2, pad=self.upsample_pad)
+        return out
+
+
+def _default_channels(resolution, channel_multiplier):
+    table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+    return [
+        table[r] * (channel_multiplier if r >= 64 else 1)
+        for r in (4 * 2**i for i in range(int(math.log2(resolution)) - 1))
+    ]
+
+
+class StyleGAN2Generator(nn.Module):
+    """StyleGAN2 generator: latents z (N, z_dim) -> images (N, 3, R, R) in [-1, 1].
+
+    ``channels`` lists the widths at 4x4, 8x8, ..., RxR (default: rosinality's table times
+    ``channel_multiplier``). ``truncation`` (attribute, default 1.0) pulls w towards the
+    ``latent_avg`` buffer.
+
+    Example:
+        >>> g = StyleGAN2Generator(16, style_dim=8, n_mlp=2, channels=[8, 8, 4])
+        >>> [n for n, _ in g.named_children()]
+        ['mapping', 'layer0', 'layer1', 'layer2', 'layer3', 'layer4', 'torgb', 'output']
+    """
+
+    def __init__(
+        self,
+        resolution: int = 256,
+        style_dim: int = 512,
+        n_mlp: int = 8,
+        channel_multiplier: int = 2,
+        channels=None,
+        blur=_BLUR,
+    ):
+        super().__init__()
+        if resolution < 4 or resolution & (resolution - 1):
+            raise ValueError(f"resolution must be a power of two >= 4; got {resolution}")
+        n_res = int(math.log2(resolution)) - 1
+        chans = list(channels) if channels is not None else None
+        if chans is None:
+            chans = _default_channels(resolution, channel_multiplier)
+        if len(chans) != n_res:
+            raise ValueError(
+                f"channels needs one width per resolution 4..{resolution} ({n_res} values); "
+                f"got {len(chans)}"
+            )
+        self.mapping = nn.Sequential(
+            _PixelNorm(),
+            *[_EqualLinear(style_dim, style_dim, lr_mul=0.01, activate=True) for _ in range(n_mlp)],
+        )
+        self.const = nn.Parameter(torch.randn(1, chans[0], 4, 4))
+        self.layer0 = StyledConv(chans[0], chans[0], style_dim, 4, blur=blur)
+        rgbs = [ToRGB(chans[0], style_dim, upsample=False, blur=blur)]
+        for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:])):
+            res = 8 * 2**i
+            self.add_module(
+                f"layer{2 * i + 1}", StyledConv(c_in, c_out, style_dim, res, upsample=True, blur=blur)
+            )
+            self.add_module(f"layer{2 * i + 2}", StyledConv(c_out, c_out, style_dim, res, blur=blur))
+            rgbs.append(ToRGB(c_out, style_dim, blur=blur))
+        self.torgb = nn.ModuleList(rgbs)
+        self.output = nn.Hardtanh()
+        self.register_buffer("latent_avg", torch.zeros(style_dim))
+        self.truncation = 1.0
+        self.z_dim = style_dim
+        self.resolution = resolution
+        self.channels = chans
+        self.n_layers = 2 * n_res - 1
+
+    def styles(self, z: torch.Tensor) -> torch.Tensor:
+        """The (truncated) intermediate latents w (N, style_dim) for latents z."""
+        if z.dim() != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"expected latents of shape (N, {self.z_dim}); got {tuple(z.shape)}")
+        w = self.mapping(z)
+        if self.truncation != 1:
+            w = torch.lerp(self.latent_avg.to(w), w, float(self.truncation))
+        return w
+
+    def synthesize(self, w: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, R, R) from intermediate latents w (N, style_dim)."""
+        x = self.layer0(self.const.expand(w.shape[0], -1, -1, -1), w)
+        image = self.torgb[0](x, w)
+        for i in range(1, self.n_layers, 2):
+            x = getattr(self, f"layer{i}")(x, w)
+            x = getattr(self, f"layer{i + 1}")(x, w)
+            image = self.torgb[(i + 1) // 2](x, w, image)
+        return self.output(image)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(self.styles(z))
+
+
+# ---------------------------------------------------------------------------------- rosinality
+def _rosinality_layer(i: int) -> str:
+    return "conv1" if i == 0 else f"convs.{i - 1}"
+
+
+def _rosinality_rgb(j: int) -> str:
+    return "to_rgb1" if j == 0 else f"to_rgbs.{j - 1}"
+
+
+def _key_map(g: StyleGAN2Generator) -> dict[str, str]:
+    """Our state_dict key -> rosinality key (weights needing rescaling handled separately)."""
+    m = {"const": "input.input"}
+    for i in range(1, len(g.mapping)):
+        m[f"mapping.{i}.weight"] = f"style.{i}.weight"
+        m[f"mapping.{i}.bias"] = f"style.{i}.bias"
+    for i in range(g.n_layers):
+        r = _rosinality_layer(i)
+        m.update(
+            {
+                f"layer{i}.modulation.weight": f"{r}.conv.modulation.weight",
+                f"layer{i}.modulation.bias": f"{r}.conv.modulation.bias",
+                f"layer{i}.conv.weight": f"{r}.conv.weight",
+                f"layer{i}.noise_strength": f"{r}.noise.weight",
+                f"layer{i}.noise": f"noises.noise_{i}",
+                f"layer{i}.bias": f"{r}.activate.bias",
+            }
+        )
+        if i % 2:
+            m[f"layer{i}.blur_kernel"] = f"{r}.conv.blur.kernel"
+    for j in range(len(g.torgb)):
+        r = _rosinality_rgb(j)
+        m.update(
+            {
+                f"torgb.{j}.modulation.weight": f"{r}.conv.modulation.weight",
+                f"torgb.{j}.modulation.bias": f"{r}.conv.modulation.bias",
+                f"torgb.{j}.conv.weight": f"{r}.conv.weight",
+                f"torgb.{j}.bias": f"{r}.bias",
+            }
+        )
+        if j:
+            m[f"torgb.{j}.upsample_kernel"] = f"{r}.upsample.kernel"
+    return m
+
+
+def _is_up_conv(key: str) -> bool:
+    m = re.fullmatch(r"layer(\d+)\.conv\.weight", key)
+    return bool(m) and int(m.group(1)) % 2 == 1
+
+
+def rosinality_state_dict(g: StyleGAN2Generator) -> dict:
+    """The checkpoint rosinality's code writes: ``{"g_ema": state_dict, "latent_avg": w_avg}``.
+
+    >>> g = StyleGAN2Generator(8, style_dim=4, n_mlp=1, channels=[4, 4])
+    >>> sorted(rosinality_state_dict(g)["g_ema"])[:3]
+    ['conv1.activate.bias', 'conv1.conv.modulation.bias', 'conv1.conv.modulation.weight']
+    """
+    ours = g.state_dict()
+    out = {}
+    for key, rkey in _key_map(g).items():
+        v = ours[key].detach().clone()
+        if key.endswith("conv.weight"):
+            if _is_up_conv(key):
+                v = torch.flip(v, [2, 3])
+            v = (v * math.sqrt(v.shape[1] * v.shape[2] * v.shape[3]))[None]
+        out[rkey] = v
+    return {"g_ema": out, "latent_avg": g.latent_avg.detach().clone()}
+
+
+def _strip_module(sd: dict) -> dict:
+    return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+
+
+def _shapes_from_rosinality(sd: dict) -> dict:
+    try:
+        n_mlp = len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)])
+        style_dim = int(sd["style.1.weight"].shape[1])
+        chans = [int(sd["input.input"].shape[1])]
+        n_rgbs = len([k for k in sd if re.fullmatch(r"to_rgbs\.\d+\.bias", k)])
+        for j in range(n_rgbs):
+            chans.append(int(sd[f"convs.{2 * j}.conv.weight"].shape[1]))
+    except KeyError as e:
+        raise KeyError(
+            f"not a rosinality StyleGAN2 generator state_dict: missing {e}; expected keys "
+            "style.1.weight, input.input, conv1.conv.weight, convs.N.conv.weight, to_rgbs.N.bias"
+        ) from None
+    return dict(resolution=4 * 2**n_rgbs, style_dim=style_dim, n_mlp=n_mlp, channels=chans)
+
+
+def from_rosinality(checkpoint: dict) -> StyleGAN2Generator:
+    """A generator from a rosinality checkpoint (``{"g_ema": ..., "latent_avg": ...}``) or from
+    a bare ``g_ema`` state_dict; sizes are read from the weights.
+
+    >>> g = StyleGAN2Generator(8, style_dim=4, n_mlp=1, channels=[4, 4])
+    >>> from_rosinality(rosinality_state_dict(g)).channels
+    [4, 4]
+    """
+    sd = _strip_module(checkpoint["g_ema"] if "g_ema" in checkpoint else checkpoint)
+    shapes = _shapes_from_rosinality(sd)
+    g = StyleGAN2Generator(**shapes)
+    ours = g.state_dict()
+    new = {}
+    for key, rkey in _key_map(g).items():
+        if rkey not in sd:
+            if key.endswith(("noise", "kernel")):  # optional buffers: keep the defaults
+                new[key] = ours[key]
+                continue
+            raise KeyError(f"StyleGAN2 checkpoint lacks {rkey!r} (needed for {key!r})")
+        v = sd[rkey].float()
+        if key.endswith("conv.weight"):
+            v = v[0] / math.sqrt(v.shape[2] * v.shape[3] * v.shape[4])
+            if _is_up_conv(key):
+                v = torch.flip(v, [2, 3])
+        if v.shape != ours[key].shape:
+            raise ValueError(
+                f"StyleGAN2 checkpoint {rkey!r} has shape {tuple(v.shape)}; "
+                f"expected {tuple(ours[key].shape)}"
+            )
+        new[key] = v
+    avg = checkpoint.get("latent_avg") if "g_ema" in checkpoint else None
+    new["latent_avg"] = avg.float().reshape(-1) if avg is not None else ours["latent_avg"]
+    g.load_state_dict(new)
+    return g.eval()
