@@ -180,12 +180,22 @@ class Session:
     def from_zoo(cls, name: str = "hamlet", **kwargs) -> Session:
         """A ready Session on a zoo model, with its segmenter attached.
 
-        "hamlet" is the embedded generator; "hamlet-classifier" the scene classifier over
-        rendered hamlet scenes.
+        "hamlet" is the embedded generator (segmenter attached); "hamlet-classifier" the scene
+        classifier over rendered hamlet scenes with exact concept maps and labels.
+
+        >>> s = Session.from_zoo("hamlet")     # doctest: +SKIP
         """
         from . import zoo
+        from .zoo import hamlet
 
-        return zoo.session(name, **kwargs)
+        if name == "hamlet":
+            kwargs.setdefault("segmenter", zoo.load_segmenter("hamlet"))
+            return cls(zoo.load("hamlet"), **kwargs)
+        if name == "hamlet-classifier":
+            kwargs.setdefault("concepts", list(hamlet.CONCEPTS))
+            kwargs.setdefault("classes", list(hamlet.SCENES))
+            return cls(zoo.load_classifier("hamlet"), data=hamlet.render, **kwargs)
+        return cls(zoo.load(name), **kwargs)
 
     def _probe(self, layers) -> tuple[int, int]:
         """Run one sample with every candidate hooked to learn layer names and shapes."""
