@@ -34,8 +34,9 @@ def ref_upfirdn(x, kernel, up, down, p0, p1):
     out = torch.zeros(n, c, oh, ow)
     for a in range(kh):
         for b in range(kw):
-            patch = padded[:, :, a : a + (oh - 1) * down + 1 : down, b : b + (ow - 1) * down + 1 : down]
-            out += patch * kernel[kh - 1 - a, kw - 1 - b]
+            rows = slice(a, a + (oh - 1) * down + 1, down)
+            cols = slice(b, b + (ow - 1) * down + 1, down)
+            out += padded[:, :, rows, cols] * kernel[kh - 1 - a, kw - 1 - b]
     return out
 
 

@@ -61,7 +61,7 @@ def make_kernel(taps) -> torch.Tensor:
 
 
 def _zero_stuff(x: torch.Tensor, factor: int, trailing: bool = True) -> torch.Tensor:
-    """Insert ``factor - 1`` zeros after every pixel (dropped after the last one if not trailing)."""
+    """Insert ``factor - 1`` zeros after every pixel (none after the last unless trailing)."""
     n, c, h, w = x.shape
     out = x.new_zeros(n, c, h, factor, w, factor)
     out[:, :, :, 0, :, 0] = x
@@ -236,7 +236,6 @@ class StyleGAN2Generator(nn.Module):
         n_mlp: int = 8,
         channel_multiplier: int = 2,
         channels=None,
-        blur=_BLUR,
     ):
         super().__init__()
         if resolution < 4 or resolution & (resolution - 1):
@@ -255,15 +254,13 @@ class StyleGAN2Generator(nn.Module):
             *[_EqualLinear(style_dim, style_dim, lr_mul=0.01, activate=True) for _ in range(n_mlp)],
         )
         self.const = nn.Parameter(torch.randn(1, chans[0], 4, 4))
-        self.layer0 = StyledConv(chans[0], chans[0], style_dim, 4, blur=blur)
-        rgbs = [ToRGB(chans[0], style_dim, upsample=False, blur=blur)]
+        self.layer0 = StyledConv(chans[0], chans[0], style_dim, 4)
+        rgbs = [ToRGB(chans[0], style_dim, upsample=False)]
         for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:])):
-            res = 8 * 2**i
-            self.add_module(
-                f"layer{2 * i + 1}", StyledConv(c_in, c_out, style_dim, res, upsample=True, blur=blur)
-            )
-            self.add_module(f"layer{2 * i + 2}", StyledConv(c_out, c_out, style_dim, res, blur=blur))
-            rgbs.append(ToRGB(c_out, style_dim, blur=blur))
+            res, d = 8 * 2**i, style_dim
+            self.add_module(f"layer{2 * i + 1}", StyledConv(c_in, c_out, d, res, upsample=True))
+            self.add_module(f"layer{2 * i + 2}", StyledConv(c_out, c_out, d, res))
+            rgbs.append(ToRGB(c_out, style_dim))
         self.torgb = nn.ModuleList(rgbs)
         self.output = nn.Hardtanh()
         self.register_buffer("latent_avg", torch.zeros(style_dim))
