@@ -526,7 +526,8 @@ class IoU(_Stat):
         self.intersection = torch.zeros(self.units, n_concepts, dtype=torch.int64)
 
     def update(self, acts, concepts, chunk_elements: int = 1 << 22) -> None:
-        acts, concepts = torch.as_tensor(acts), torch.as_tensor(concepts)
+        acts = torch.as_tensor(acts)
+        concepts = torch.as_tensor(concepts, device=acts.device)
         n, c = self._check(acts, concepts)
         self._to(acts.device)
         size, k = concepts.shape[1:], self.n_concepts
