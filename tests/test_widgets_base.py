@@ -28,19 +28,27 @@ def test_grid_images_travel_as_png_bytes():
     imgs = _images()
     grid = ImageGrid(imgs, captions=["a", "b", "c"], columns=2, size=64)
     assert len(grid) == 3
-    assert all(isinstance(p, bytes) and p[:4] == b"\x89PNG" for p in grid._pngs)
-    for png, img in zip(grid._pngs, imgs):
+    assert all(isinstance(p, bytes) and p[:4] == b"\x89PNG" for p in grid._images)
+    for png, img in zip(grid._images, imgs):
         np.testing.assert_array_equal(_decode(png), img)
     state = grid.get_state()
     assert state["captions"] == ["a", "b", "c"] and state["columns"] == 2 and state["size"] == 64
 
 
+def test_grid_raw_encoding_sends_pixels():
+    imgs = _images(2, 4, 6)
+    grid = ImageGrid(imgs, encoding="raw")
+    assert grid._images == [im.tobytes() for im in imgs] and grid._image_shape == [4, 6, 3]
+    grid.encoding = "png"
+    np.testing.assert_array_equal(_decode(grid._images[1]), imgs[1])
+
+
 def test_grid_accepts_float_tensors_and_lists():
     t = torch.rand(2, 3, 4, 5) * 2 - 1
     grid = ImageGrid(t)
-    np.testing.assert_array_equal(_decode(grid._pngs[1]), render.to_uint8(t)[1])
+    np.testing.assert_array_equal(_decode(grid._images[1]), render.to_uint8(t)[1])
     grid.set_images([_images(1)[0], _images(1, seed=1)[0]])
-    assert len(grid) == 2 and _decode(grid._pngs[0]).shape == (8, 12, 3)
+    assert len(grid) == 2 and _decode(grid._images[0]).shape == (8, 12, 3)
 
 
 def test_heatmaps_quantised_with_range():
@@ -112,6 +120,7 @@ def test_click_trait_calls_callbacks_each_time():
         ),
         (lambda g: setattr(g, "opacity", 1.5), r"opacity must be in \[0, 1\]"),
         (lambda g: setattr(g, "columns", 0), "columns must be >= 1"),
+        (lambda g: setattr(g, "encoding", "jpeg"), "encoding must be 'png' or 'raw'"),
     ],
 )
 def test_grid_bad_input(call, match):

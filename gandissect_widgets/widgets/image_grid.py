@@ -1,8 +1,10 @@
 """ImageGrid: a grid of images with optional heatmap overlays, captions, click and hover.
 
-Images travel as PNG bytes, heatmaps as uint8-quantised bytes plus ``vmin``/``vmax``; the
-browser colours them with a 256-entry lookup table, upsamples bilinearly and draws the
-threshold contour. Everything a view draws is a trait, so a saved page replays it.
+Images travel as PNG bytes, or as raw pixels with ``encoding="raw"`` (no encoding cost: for
+fast-changing images such as an ablation preview). Heatmaps travel as uint8-quantised bytes
+plus ``vmin``/``vmax``; the browser colours them with a 256-entry lookup table, upsamples
+bilinearly and draws the threshold contour. Everything a view draws is a trait, so a saved
+page replays it.
 
 >>> import numpy as np
 >>> from gandissect_widgets.widgets import ImageGrid
@@ -73,7 +75,9 @@ class ImageGrid(anywidget.AnyWidget):
     _esm = _STATIC / "image_grid.js"
     _css = _STATIC / "image_grid.css"
 
-    _pngs = t.List(t.Bytes()).tag(sync=True)
+    _images = t.List(t.Bytes()).tag(sync=True)
+    _image_shape = t.List(t.Int(), default_value=[0, 0, 3]).tag(sync=True)
+    encoding = t.Unicode("png").tag(sync=True)
     _heat = t.Bytes(b"").tag(sync=True)
     _heat_shape = t.List(t.Int(), default_value=[0, 0, 0]).tag(sync=True)
     _lut = t.Bytes(b"").tag(sync=True)
@@ -101,8 +105,11 @@ class ImageGrid(anywidget.AnyWidget):
         cmap: str = "inferno",
         opacity: float = 0.5,
         threshold: float | None = None,
+        encoding: str = "png",
     ):
+        self._arrays = np.zeros((0, 1, 1, 3), np.uint8)
         super().__init__(
+            encoding=encoding,
             columns=columns,
             size=size,
             cmap=cmap,
@@ -112,14 +119,13 @@ class ImageGrid(anywidget.AnyWidget):
             _lut=_lut_bytes(cmap),
         )
         self._click_callbacks: list[Callable[[dict], object]] = []
-        self._count = 0
         if images is not None:
             self.set_images(images)
         if heatmaps is not None:
             self.set_heatmaps(heatmaps)
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._arrays)
 
     def set_images(self, images) -> None:
         """Show new images: uint8 (N, H, W, 3), float (N, 3, H, W) in [-1, 1], or a list.
@@ -129,12 +135,18 @@ class ImageGrid(anywidget.AnyWidget):
         >>> ImageGrid().set_images(np.zeros((3, 8, 8, 3), np.uint8))
         """
         arr = _as_image_stack(images)
-        pngs = [render.png_bytes(im) for im in arr]
         with self.hold_sync():
-            if self._heat_shape[0] not in (0, len(pngs)):
+            if self._heat_shape[0] not in (0, len(arr)):
                 self.set_heatmaps(None)
-            self._count = len(pngs)
-            self._pngs = pngs
+            self._arrays = arr
+            self._send_images()
+
+    def _send_images(self) -> None:
+        arr = self._arrays
+        encode = render.png_bytes if self.encoding == "png" else np.ndarray.tobytes
+        with self.hold_sync():
+            self._image_shape = list(arr.shape[1:])
+            self._images = [encode(im) for im in arr]
 
     def set_heatmaps(self, heatmaps, vmin: float | None = None, vmax: float | None = None) -> None:
         """Overlay float heatmaps (N, h, w), any grid size; ``None`` removes them.
@@ -151,9 +163,9 @@ class ImageGrid(anywidget.AnyWidget):
         heat = np.asarray(torch.as_tensor(heatmaps).detach().float().cpu())
         if heat.ndim != 3:
             raise ValueError(f"heatmaps must be float (N, h, w); got shape {heat.shape}")
-        if self._count and heat.shape[0] != self._count:
+        if len(self) and heat.shape[0] != len(self):
             n = heat.shape[0]
-            raise ValueError(f"got {n} heatmaps for {self._count} images; need one per image")
+            raise ValueError(f"got {n} heatmaps for {len(self)} images; need one per image")
         if not np.isfinite(heat).all():
             raise ValueError("heatmaps contain NaN or infinite values; only finite ones are valid")
         lo = float(heat.min()) if vmin is None else float(vmin)
@@ -194,6 +206,16 @@ class ImageGrid(anywidget.AnyWidget):
     @t.observe("cmap")
     def _on_cmap(self, change) -> None:
         self._lut = _lut_bytes(change["new"])
+
+    @t.observe("encoding")
+    def _on_encoding(self, _change) -> None:
+        self._send_images()
+
+    @t.validate("encoding")
+    def _check_encoding(self, proposal) -> str:
+        if proposal["value"] not in ("png", "raw"):
+            raise InvalidValue(f"encoding must be 'png' or 'raw'; got {proposal['value']!r}")
+        return proposal["value"]
 
     @t.validate("cmap")
     def _check_cmap(self, proposal) -> str:

@@ -18,8 +18,10 @@ def _solid(colors, h=16, w=16):
     return np.broadcast_to(np.asarray(colors, np.uint8)[:, None, None], (len(colors), h, w, 3))
 
 
-def test_draws_each_image_with_caption_in_columns(mount):
-    grid = ImageGrid(_solid(RGB), captions=["red", "green", "blue"], columns=2, size=48)
+@pytest.mark.parametrize("encoding", ["png", "raw"])
+def test_draws_each_image_with_caption_in_columns(mount, encoding):
+    captions = ["red", "green", "blue"]
+    grid = ImageGrid(_solid(RGB), captions=captions, columns=2, size=48, encoding=encoding)
     view = mount(grid)
     assert view.el.locator("canvas").count() == 3
     for i, color in enumerate(RGB):
@@ -100,6 +102,10 @@ def test_python_changes_redraw(mount):
     grid.set_images(_solid(RGB[1:]))
     view.settle()
     np.testing.assert_array_equal(view.pixels(index=0)[16, 16, :3], RGB[1])
+    grid.encoding = "raw"
+    grid.set_images(_solid(RGB[:2]))
+    view.settle()
+    np.testing.assert_array_equal(view.pixels(index=1)[16, 16, :3], RGB[1])
     grid.set_heatmaps(np.ones((2, 2, 2)), vmin=0, vmax=1)
     grid.cmap, grid.opacity = "gray", 1.0
     view.settle()

@@ -1,5 +1,5 @@
 // ImageGrid view: PNG images, heatmaps coloured by a LUT, threshold contours, click and hover.
-// All state comes from traits: _pngs, _heat, _heat_shape, _lut, vmin, vmax, cmap, opacity,
+// All state comes from traits: _images (PNG or raw pixels), _image_shape, encoding, _heat, _heat_shape, _lut, vmin, vmax, cmap, opacity,
 // threshold, captions, columns, size. A click sets `clicked` = {index, x, y, n}.
 
 const bytesOf = (v) =>
@@ -7,7 +7,14 @@ const bytesOf = (v) =>
   : v instanceof ArrayBuffer ? new Uint8Array(v)
   : v ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : new Uint8Array(0);
 
-const decode = (png) => createImageBitmap(new Blob([bytesOf(png)], { type: "image/png" }));
+// One image from PNG bytes, or from raw H*W*C pixels (C = 3 or 4).
+function decode(data, [H, W, C], encoding) {
+  const src = bytesOf(data);
+  if (encoding !== "raw") return createImageBitmap(new Blob([src], { type: "image/png" }));
+  const rgba = new Uint8ClampedArray(H * W * 4).fill(255);
+  for (let i = 0; i < H * W; i++) for (let c = 0; c < C; c++) rgba[4 * i + c] = src[C * i + c];
+  return createImageBitmap(new ImageData(rgba, W, H));
+}
 
 // Bilinear sample (align_corners=false, like torch) of an h*w uint8 plane at image-pixel
 // centre (x, y) of an image W*H; returns a float in [0, 255].
@@ -148,7 +155,8 @@ async function render({ model, el }) {
 
   async function load() {
     const token = ++loading;
-    const decoded = await Promise.all(model.get("_pngs").map(decode));
+    const shape = model.get("_image_shape"), encoding = model.get("encoding");
+    const decoded = await Promise.all(model.get("_images").map((d) => decode(d, shape, encoding)));
     if (token !== loading) return;
     bitmaps = decoded;
     layout();
@@ -156,7 +164,7 @@ async function render({ model, el }) {
   }
 
   const handlers = {
-    "change:_pngs": load,
+    "change:_images": load,
     "change:captions": layout,
     "change:columns": layout,
     "change:size": layout,
