@@ -1,6 +1,7 @@
-// ImageGrid view: PNG images, heatmaps coloured by a LUT, threshold contours, click and hover.
-// All state comes from traits: _images (PNG or raw pixels), _image_shape, encoding, _heat, _heat_shape, _lut, vmin, vmax, cmap, opacity,
-// threshold, captions, columns, size. A click sets `clicked` = {index, x, y, n}.
+// ImageGrid view: images, heatmaps coloured by a LUT, threshold contours, click and hover.
+// All state comes from traits: _images (PNG or raw pixels; _image_shape, encoding), _heat,
+// _heat_shape, _lut, vmin, vmax, opacity, threshold, captions, columns, size.
+// A click sets `clicked` = {index, x, y, n}; `_images` changes (re)load the images.
 
 const bytesOf = (v) =>
   v instanceof DataView ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
@@ -33,7 +34,9 @@ function sample(plane, h, w, x, y, W, H) {
 // two-tone contour (white inside, dark outside) where the value crosses `level` (0-255).
 function overlay(plane, h, w, W, H, lut, opacity, level) {
   const q = new Float32Array(W * H);
-  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) q[y * W + x] = sample(plane, h, w, x, y, W, H);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) q[y * W + x] = sample(plane, h, w, x, y, W, H);
+  }
   const out = new ImageData(W, H);
   const a = Math.round(opacity * 255);
   const px = out.data;
@@ -86,7 +89,8 @@ async function render({ model, el }) {
     const { n, h, w, data } = heat();
     if (i >= n || data.length !== n * h * w) return;
     const plane = data.subarray(i * h * w, (i + 1) * h * w);
-    const over = overlay(plane, h, w, W, H, bytesOf(model.get("_lut")), model.get("opacity"), level());
+    const lut = bytesOf(model.get("_lut"));
+    const over = overlay(plane, h, w, W, H, lut, model.get("opacity"), level());
     const layer = new OffscreenCanvas(W, H);
     layer.getContext("2d").putImageData(over, 0, 0);
     ctx.drawImage(layer, 0, 0);
@@ -104,7 +108,8 @@ async function render({ model, el }) {
     let text = `#${i}  (${x}, ${y})`;
     if (i < n && data.length === n * h * w) {
       const img = bitmaps[i], lo = model.get("vmin"), hi = model.get("vmax");
-      const q = sample(data.subarray(i * h * w, (i + 1) * h * w), h, w, x, y, img.width, img.height);
+      const plane = data.subarray(i * h * w, (i + 1) * h * w);
+      const q = sample(plane, h, w, x, y, img.width, img.height);
       text += `  value ${(lo + (q / 255) * (hi - lo)).toPrecision(3)}`;
     }
     return text;
@@ -113,7 +118,8 @@ async function render({ model, el }) {
   function layout() {
     const size = model.get("size"), captions = model.get("captions");
     const dpr = window.devicePixelRatio || 1;
-    cells.style.gridTemplateColumns = `repeat(${Math.min(model.get("columns"), Math.max(bitmaps.length, 1))}, ${size}px)`;
+    const columns = Math.min(model.get("columns"), Math.max(bitmaps.length, 1));
+    cells.style.gridTemplateColumns = `repeat(${columns}, ${size}px)`;
     cells.replaceChildren(...bitmaps.map((img, i) => {
       const figure = document.createElement("figure");
       figure.className = "gw-grid-cell";
@@ -124,7 +130,9 @@ async function render({ model, el }) {
       canvas.style.width = `${size}px`;
       canvas.style.height = `${cssH}px`;
       canvas.dataset.index = i;
-      canvas.addEventListener("pointermove", (e) => { status.textContent = describe(i, ...toImage(e, img)); });
+      canvas.addEventListener("pointermove", (e) => {
+        status.textContent = describe(i, ...toImage(e, img));
+      });
       canvas.addEventListener("pointerleave", () => { status.textContent = "\u00a0"; });
       canvas.addEventListener("click", (e) => {
         const [x, y] = toImage(e, img);

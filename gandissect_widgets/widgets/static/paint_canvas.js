@@ -21,9 +21,11 @@ async function render({ model, el }) {
   const bar = element("div", "gw-paint-bar");
   const modes = { paint: element("button", "gw-paint-btn", { textContent: "Paint" }),
     erase: element("button", "gw-paint-btn", { textContent: "Erase" }) };
-  const brush = element("input", "gw-paint-brush", { type: "range", min: 1, max: 64, title: "Brush size (image pixels)" });
+  const brush = element("input", "gw-paint-brush",
+    { type: "range", min: 1, max: 64, title: "Brush size (image pixels)" });
   const brushLabel = element("span", "gw-paint-label");
-  const undo = element("button", "gw-paint-btn", { textContent: "Undo", title: "Undo last stroke" });
+  const undo = element("button", "gw-paint-btn",
+    { textContent: "Undo", title: "Undo last stroke" });
   const clear = element("button", "gw-paint-btn", { textContent: "Clear" });
   bar.append(modes.paint, modes.erase, brush, brushLabel, undo, clear);
   const view = element("canvas", "gw-paint-view");
@@ -91,7 +93,8 @@ async function render({ model, el }) {
     frame = 0;
     if (stroke && points.length) {
       const ctx = mask.getContext("2d"), width = model.get("brush");
-      ctx.globalCompositeOperation = model.get("mode") === "erase" ? "destination-out" : "source-over";
+      const erase = model.get("mode") === "erase";
+      ctx.globalCompositeOperation = erase ? "destination-out" : "source-over";
       ctx.fillStyle = ctx.strokeStyle = model.get("color");
       ctx.lineWidth = width;
       ctx.lineCap = ctx.lineJoin = "round";
@@ -175,7 +178,8 @@ async function render({ model, el }) {
 
   async function loadImage() {
     const token = ++loading, png = bytesOf(model.get("_image"));
-    const bitmap = png.length ? await createImageBitmap(new Blob([png], { type: "image/png" })) : null;
+    const blob = new Blob([png], { type: "image/png" });
+    const bitmap = png.length ? await createImageBitmap(blob) : null;
     if (token !== loading) return;
     image = bitmap;
     redraw();
@@ -186,7 +190,8 @@ async function render({ model, el }) {
   const listeners = { pointerdown: onDown, pointermove: onMove, pointerup: onUp,
     pointercancel: onUp, pointerleave: onLeave };
   for (const [type, fn] of Object.entries(listeners)) view.addEventListener(type, fn);
-  const handlers = { "change:_image": loadImage, "change:_mask": loadMask, "change:_shape": loadMask,
+  const handlers = {
+    "change:_image": loadImage, "change:_mask": loadMask, "change:_shape": loadMask,
     "change:color": loadMask, "change:size": redraw, "change:opacity": redraw,
     "change:brush": syncBar, "change:mode": syncBar, "change:_undo_depth": syncBar };
   for (const [event, fn] of Object.entries(handlers)) model.on(event, fn);
