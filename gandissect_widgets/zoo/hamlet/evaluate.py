@@ -3,7 +3,7 @@
 Usage::
 
     python -m gandissect_widgets.zoo.hamlet.evaluate [--n 2000] [--generator PATH]
-        [--segmenter PATH] [--classifier PATH] [--write]
+        [--segmenter PATH] [--classifier PATH] [--only WHICH ...] [--write] [--samples PNG]
 
 Prints every figure beside its goal; ``--write`` also stores them in ``weights/metrics.json``
 (the figures MODELS.md reports and the regression test checks).
@@ -99,6 +99,15 @@ def generator_stats(generator, seg, n=2000, seed=0):
     return {"concepts": rows, "worst_error": worst, "n": n}
 
 
+@torch.no_grad()
+def save_samples(generator, path, n=32, seed=0):
+    """Save a grid of ``n`` generated samples (8 per row) as a PNG, e.g. for the README."""
+    from .train import save_grid
+
+    z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(seed))
+    save_grid(generator(z), path)
+
+
 def _report(m):
     lines = []
     if "segmenter" in m:
@@ -130,6 +139,7 @@ def main(argv=None):
     parser.add_argument("--classifier", type=Path, help="weights file (default: shipped)")
     parser.add_argument("--only", choices=["segmenter", "classifier", "generator"], nargs="*")
     parser.add_argument("--write", action="store_true", help="store figures in metrics.json")
+    parser.add_argument("--samples", type=Path, help="also save 32 generated samples here")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     only = set(args.only or ["segmenter", "classifier", "generator"])
@@ -142,6 +152,8 @@ def main(argv=None):
     if "generator" in only:
         m["generator"] = generator_stats(load_generator(args.generator), seg, args.n)
     print(_report(m))
+    if args.samples:
+        save_samples(load_generator(args.generator), args.samples)
     if args.write:
         METRICS.write_text(json.dumps(m, indent=1) + "\n")
 
