@@ -1,0 +1,235 @@
+"""Lab reports: one self-contained HTML file that opens offline, widgets included.
+
+Widgets are saved by state and drawn by the Jupyter widget manager and the anywidget front-end,
+both inlined from ``report_assets/`` (no CDN, no kernel, no network request). Live Session
+widgets become :class:`~gandissect_widgets.widgets.snapshot.Snapshot` pages first.
+
+>>> import gandissect_widgets as gw
+>>> gw.save_html("lab.html", "# Hamlet", session.dissect("layer4"), gw.UnitBrowser(session,
+...     "layer4"), title="hamlet")                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import pathlib
+import re
+
+import numpy as np
+
+from . import render
+
+__all__ = ["save_html", "to_html", "unit_table"]
+
+_ASSETS = pathlib.Path(__file__).parent / "report_assets"
+_SOURCE_MAP = re.compile(r"^//# sourceMappingURL=.*$", re.MULTILINE)
+_STATE = "application/vnd.jupyter.widget-state+json"
+_VIEW = "application/vnd.jupyter.widget-view+json"
+_KINDS = (
+    "str (Markdown-ish text, or HTML when it starts with '<'), a matplotlib Figure, a "
+    "Dissection, a UnitBrowser or AblationPanel (saved as a snapshot), an object with a "
+    "snapshot() method, or any ipywidget"
+)
+
+_PAGE_CSS = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 24px auto;
+       padding: 0 16px; color: #222; }
+h1, h2, h3 { line-height: 1.2; }
+section { margin: 18px 0 28px; }
+img.gw-figure { max-width: 100%; }
+table.gw-units { border-collapse: collapse; font-size: 13px; }
+table.gw-units th, table.gw-units td { border-bottom: 1px solid #ddd; padding: 3px 8px;
+       text-align: left; vertical-align: middle; }
+table.gw-units td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.gw-units img { image-rendering: auto; margin-right: 2px; }
+code { background: #f2f2f2; padding: 0 3px; border-radius: 3px; }
+footer { color: #888; font-size: 12px; margin-top: 40px; }
+"""
+
+
+def _asset(name: str) -> str:
+    return _SOURCE_MAP.sub("", (_ASSETS / name).read_text(encoding="utf-8"))
+
+
+def _script(code: str) -> str:
+    return "<script>" + code.replace("</script", "<\\/script") + "</script>"
+
+
+def _scripts() -> str:
+    """requirejs, anywidget registered as the AMD module 'anywidget', then the manager."""
+    anywidget = (
+        "(function (define) {\n" + _asset("anywidget.js") + "\n})(function (deps, factory) "
+        '{ window.define("anywidget", deps, factory); });'
+    )
+    parts = [_asset("require.js"), anywidget, _asset("html-manager-embed-amd.js")]
+    return "\n".join(_script(code) for code in parts)
+
+
+def _json_script(kind: str, data) -> str:
+    text = json.dumps(data).replace("</", "<\\/")
+    return f'<script type="{kind}">{text}</script>'
+
+
+def _inline(match: re.Match) -> str:
+    code, bold, em = match.group(1), match.group(2), match.group(3)
+    if code is not None:
+        return f"<code>{code}</code>"
+    if bold is not None:
+        return f"<b>{bold}</b>"
+    return f"<i>{em}</i>"
+
+
+def _markdown(text: str) -> str:
+    """Headings (#), paragraphs, bullet lists (- ), `code`, **bold** and *italic*."""
+    if text.lstrip().startswith("<"):
+        return text
+    out = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        esc = re.sub(r"`([^`]+)`|\*\*([^*]+)\*\*|\*([^*]+)\*", _inline, html.escape(block.strip()))
+        heading = re.match(r"(#{1,3}) (.*)", esc, re.DOTALL)
+        lines = esc.splitlines()
+        if heading:
+            n = len(heading.group(1))
+            out.append(f"<h{n}>{heading.group(2)}</h{n}>")
+        elif lines and all(line.lstrip().startswith("- ") for line in lines):
+            items = "".join(f"<li>{line.lstrip()[2:]}</li>" for line in lines)
+            out.append(f"<ul>{items}</ul>")
+        else:
+            out.append(f"<p>{esc}</p>")
+    return "\n".join(out)
+
+
+def _figure(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img class="gw-figure" alt="figure" src="data:image/png;base64,{data}">'
+
+
+def _png_uri(image: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(render.png_bytes(image)).decode()
+
+
+def unit_table(dissection, session=None, *, units=None, top: int = 4, size: int = 56) -> str:
+    """HTML table, a row per unit: label, IoU, threshold and (given the ``session``) its
+    ``top`` images with heatmap overlays. ``units`` default to all, best IoU first.
+
+    >>> gw.save_html("d.html", gw.report.unit_table(d, session))   # doctest: +SKIP
+    """
+    order = dissection.best_iou.argsort(descending=True).tolist()
+    units = order if units is None else list(units)
+    head = "<th>unit</th><th>label</th><th>IoU</th><th>threshold</th>"
+    if session is not None:
+        head += f"<th>top {top} images</th>"
+    rows = []
+    for u in units:
+        cells = (
+            f"<td class=num>{u}</td><td>{html.escape(dissection.labels[u])}</td>"
+            f"<td class=num>{float(dissection.best_iou[u]):.3f}</td>"
+            f"<td class=num>{float(dissection.thresholds[u]):.3f}</td>"
+        )
+        if session is not None:
+            cells += "<td>" + _top_images(session, dissection, u, top, size) + "</td>"
+        rows.append(f"<tr>{cells}</tr>")
+    return f'<table class="gw-units"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def _top_images(session, dissection, unit, top, size) -> str:
+    seeds = dissection.top_seeds[unit, :top].tolist()
+    acts = session.activations(dissection.layer, seeds)[:, unit]
+    vmax = max(float(dissection.top_values[unit].max()), 1e-6)
+    over = render.overlay(session.generate(seeds), acts, vmin=0.0, vmax=vmax)
+    return "".join(
+        f'<img width={size} height={size} alt="#{s}" title="sample #{s}" src="{_png_uri(im)}">'
+        for s, im in zip(seeds, over)
+    )
+
+
+def _dissection(d) -> str:
+    import matplotlib.pyplot as plt
+
+    fig = d.plot_summary()
+    try:
+        plot = _figure(fig)
+    finally:
+        plt.close(fig)
+    return plot + unit_table(d)
+
+
+def _as_section(item, widgets: list) -> str:
+    """HTML for one item; widgets to embed are appended to ``widgets``."""
+    import ipywidgets
+
+    from .dissect import Dissection
+    from .widgets.snapshot import snapshot
+
+    if isinstance(item, str):
+        return _markdown(item)
+    if isinstance(item, Dissection):
+        return _dissection(item)
+    if type(item).__name__ == "Figure" and hasattr(item, "savefig"):
+        return _figure(item)
+    if _snapshottable(item):
+        item = snapshot(item)
+    if isinstance(item, ipywidgets.Widget):
+        widgets.append(item)
+        view = {"version_major": 2, "version_minor": 0, "model_id": item.model_id}
+        return _json_script(_VIEW, view)
+    raise TypeError(f"cannot put a {type(item).__name__} in a report; items may be: {_KINDS}")
+
+
+def _snapshottable(item) -> bool:
+    from .widgets.ablation_panel import AblationPanel
+    from .widgets.unit_browser import UnitBrowser
+
+    return isinstance(item, (UnitBrowser, AblationPanel)) or callable(
+        getattr(item, "snapshot", None)
+    )
+
+
+def to_html(*items, title: str = "gandissect-widgets report") -> str:
+    """The report page as a string; see :func:`save_html`.
+
+    >>> "<h1>" in to_html("some *text*", title="t")
+    True
+    """
+    import ipywidgets.embed as embed
+
+    widgets: list = []
+    sections = [f"<section>{_as_section(item, widgets)}</section>" for item in items]
+    state = ""
+    if widgets:
+        data = embed.dependency_state(widgets, drop_defaults=False)
+        manager = embed.embed_data(views=widgets, drop_defaults=False, state=data)
+        state = _json_script(_STATE, manager["manager_state"])
+    scripts = _scripts() if widgets else ""
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_PAGE_CSS}</style>\n{scripts}\n"
+        f"</head><body>\n<h1>{html.escape(title)}</h1>\n{state}\n"
+        + "\n".join(sections)
+        + "\n<footer>Made with gandissect-widgets. Opens offline; saved widgets replay their "
+        "saved state.</footer>\n</body></html>\n"
+    )
+
+
+def save_html(path, *items, title: str = "gandissect-widgets report") -> pathlib.Path:
+    """Write one self-contained HTML report of ``items`` in order; returns the path.
+
+    Items: strings (Markdown-ish: ``#`` headings, paragraphs, ``- `` lists, ```code```,
+    ``**bold**``; HTML when it starts with ``<``), matplotlib Figures, Dissections (summary
+    plot + unit table), UnitBrowser / AblationPanel (saved as snapshots you can still switch),
+    and any ipywidget (saved by state, e.g. an ImageGrid).
+
+    >>> gw.save_html("report.html", "# Notes", fig, grid, title="my lab")   # doctest: +SKIP
+    """
+    path = pathlib.Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"report path must end in .html or .htm; got {str(path)!r}")
+    page = to_html(*items, title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
