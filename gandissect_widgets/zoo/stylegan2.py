@@ -99,8 +99,8 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up=1, down=1, pad=(0, 0)) -
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, slope=0.2, scale=_SQRT2):
     """``leaky_relu(x + bias) * scale``, the bias added per channel (dim 1).
 
-    >>> fused_leaky_relu(torch.tensor([[-1.0, 1.0]]), torch.zeros(2), scale=1.0).tolist()
-    [[-0.2, 1.0]]
+    >>> fused_leaky_relu(torch.tensor([[-1.0, 1.0]]), torch.zeros(2), scale=1.0)
+    tensor([[-0.2000,  1.0000]])
     """
     shape = (1, -1) + (1,) * (x.dim() - 2)
     return F.leaky_relu(x + bias.view(shape), slope) * scale
