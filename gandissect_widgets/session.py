@@ -613,18 +613,42 @@ class Session:
 
     @contextmanager
     def excluding(self, edit: Edit | None):
-        """Leave one active output edit out inside a ``with`` block (no events): e.g. to show
-        a widget's "original" beside its edit. Cached results of that state are reused."""
-        if edit is None or edit not in self.stack.active or edit.changes_weights:
+        """Leave one active edit out inside a ``with`` block (no events), e.g. to show a
+        widget's "original" beside its edit. Weight edits are unwound and re-applied bit-exactly;
+        cached results of the state without the edit are reused.
+
+        >>> with s.excluding(edit):                 # doctest: +SKIP
+        ...     original = s.generate(range(8))
+        """
+        if edit is None or edit not in self.stack.active:
             yield
             return
         with self.lock:
-            i = self.stack.active.index(edit)
-            del self.stack.active[i]
+            active = self.stack.active
+            i = active.index(edit)
+            above = active[i + 1 :]
+            self._unwind(i)
+            for e in above:
+                self._reapply(e)
             try:
                 yield
             finally:
-                self.stack.active.insert(i, edit)
+                self._unwind(i)
+                for e in (edit, *above):
+                    self._reapply(e)
+
+    def _unwind(self, i: int) -> None:
+        """Take active edits i.. off the stack, reverting weight edits newest first."""
+        active = self.stack.active
+        for e in reversed(active[i:]):
+            if e.changes_weights:
+                e.revert(self.model)
+        del active[i:]
+
+    def _reapply(self, e: Edit) -> None:
+        if e.changes_weights:
+            e.apply(self.model)
+        self.stack.active.append(e)
 
     @contextmanager
     def temporarily(self, edit: Edit):

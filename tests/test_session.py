@@ -224,3 +224,27 @@ def test_fingerprint_tracks_edits(gen_session):
     assert base != edited and gen_session.fingerprint() == base
     gen_session.push(e)
     assert gen_session.fingerprint() == edited
+
+
+def test_excluding_restores_weight_and_output_edits_bit_exactly(gen_session, tiny_gen):
+    from gandissect_widgets.edits import WeightEdit
+
+    seeds = [0, 1, 2]
+    base = gen_session.generate(seeds).copy()
+    w1 = gen_session.push(WeightEdit("layer2.1", "weight", torch.randn(16, 32, 3, 3) * 0.3))
+    only_w1 = gen_session.generate(seeds).copy()
+    a = gen_session.ablate("layer3", [0, 1, 2])
+    w2 = gen_session.push(WeightEdit("layer2.1", "weight", torch.randn(16, 32, 3, 3) * 0.3))
+    full = gen_session.generate(seeds).copy()
+    weights = tiny_gen.layer2[1].weight.detach().clone()
+    with gen_session.excluding(w1):
+        assert gen_session.edits == [a, w2]
+        without = gen_session.generate(seeds)
+        assert not np.array_equal(without, full)
+    assert gen_session.edits == [w1, a, w2]
+    assert torch.equal(tiny_gen.layer2[1].weight, weights)
+    np.testing.assert_array_equal(gen_session.generate(seeds), full)
+    with gen_session.excluding(w2), gen_session.excluding(a):
+        np.testing.assert_array_equal(gen_session.generate(seeds), only_w1)
+    gen_session.reset()
+    np.testing.assert_array_equal(gen_session.generate(seeds), base)

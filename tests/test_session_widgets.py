@@ -10,7 +10,7 @@ from gandissect_widgets.widgets._session_widget import parse_units
 
 
 def _pixels(grid):
-    return list(grid._pngs)
+    return list(grid._images)
 
 
 def test_unit_browser_shows_heatmaps_and_steps(seg_session):

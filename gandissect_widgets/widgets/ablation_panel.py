@@ -74,7 +74,7 @@ class AblationPanel(SessionWidget):
         self.canvas.layout.display = "none"
         self.status = w.HTML()
         self.original = ImageGrid(columns=columns, size=size)
-        self.edited = ImageGrid(columns=columns, size=size)
+        self.edited = ImageGrid(columns=columns, size=size, encoding="raw")
         controls = [
             w.HBox([self.concept, self.top_n]),
             self.units,
