@@ -13,6 +13,8 @@ from torch.func import functional_call
 from gandissect_widgets import Session, render
 from gandissect_widgets import rewrite as rw
 from gandissect_widgets.hooks import hooked
+from gandissect_widgets.rewrite_examples import example_rule
+from gandissect_widgets.zoo.progan import ProgressiveGenerator
 
 FAST = {"steps": 60, "stat_samples": 24, "cache": False}
 
@@ -233,3 +235,32 @@ def test_bad_input_leaves_weights_and_stack_untouched(gen_session, change, error
     with pytest.raises(error, match=message):
         rw.rewrite(gen_session, **kwargs)
     assert gen_session.edits == [] and torch.equal(_weights(gen_session), w0)
+
+
+class _ChannelSegmenter:
+    """Labels each pixel by its strongest colour channel: red 'roof', green 'tree', blue 'sky'."""
+
+    concepts = ["roof", "tree", "sky"]
+
+    def segment(self, images):
+        return torch.from_numpy(np.asarray(images).argmax(-1).astype(np.int64))
+
+
+def test_example_rule_picks_regions_from_the_segmenter():
+    torch.manual_seed(0)
+    s = Session(ProgressiveGenerator([16, 16, 16, 8]), device="cpu", segmenter=_ChannelSegmenter())
+    rule = example_rule(s, layer="layer5", candidates=20, contexts=3, window=6)
+    assert (rule["source_concept"], rule["target_concept"]) == ("roof", "tree")
+    req = rule["request"]
+    labels = _ChannelSegmenter().segment(s.generate(range(20))).numpy()
+    copy_seed, copy_mask = req["copy"]
+    assert copy_mask.sum() > 0 and np.all(labels[copy_seed][copy_mask > 0] == 1)
+    assert 1 <= len(req["context"]) <= 3
+    for seed, mask in req["context"]:
+        np.testing.assert_array_equal(mask > 0, labels[seed] == 0)
+    paste_seed, (y, x) = req["paste"]
+    assert paste_seed == req["context"][0][0] and labels[paste_seed, y, x] == 0
+    edit = rw.make_rewrite(s, rule["layer"], **req, **FAST)
+    assert edit.request["copy"][0] == copy_seed
+    with pytest.raises(KeyError, match="roof, tree, sky"):
+        example_rule(s, source="door", candidates=4)
