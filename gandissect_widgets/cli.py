@@ -1,0 +1,146 @@
+"""The ``gandissect-widgets`` command: dissection reports and lab reports as HTML files.
+
+    gandissect-widgets dissect --model hamlet --layer layer4 --samples 2000 --out report.html
+    gandissect-widgets report --model hamlet --out out/hamlet_report.html
+
+>>> main(["dissect", "--model", "hamlet", "--samples", "200", "--out", "d.html"])  # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from . import report
+
+__all__ = ["main", "MODELS"]
+
+
+def _zoo(name: str):
+    from .session import Session
+
+    return lambda: Session.from_zoo(name)
+
+
+# Model name -> function returning a ready Session (with a segmenter, for dissection).
+MODELS = {"hamlet": _zoo("hamlet"), "hamlet-classifier": _zoo("hamlet-classifier")}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gandissect-widgets",
+        description="Dissect a network and write self-contained HTML reports.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{dissect,report}")
+    dissect = sub.add_parser("dissect", help="label every unit of a layer; write an HTML report")
+    lab = sub.add_parser("report", help="write a lab report with saved, interactive widgets")
+    for p, samples in ((dissect, 1000), (lab, 300)):
+        p.add_argument("--model", required=True, help=f"zoo model: {', '.join(MODELS)}")
+        p.add_argument("--layer", help="layer to dissect (default: the middle layer)")
+        p.add_argument("--samples", type=_positive, default=samples, help="samples to dissect")
+        p.add_argument("--out", required=True, help="the HTML file to write")
+        p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+    dissect.add_argument("--top", type=_positive, default=4, help="top images per unit")
+    dissect.add_argument("--units", type=_positive, help="rows to show (default: every unit)")
+    lab.add_argument("--units", type=_positive, default=12, help="units in the unit snapshot")
+    lab.add_argument("--ablate", type=_positive, default=10, help="units to ablate")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+    return value
+
+
+def _open(parser, args):
+    """(session, layer) from the arguments; argparse errors name the valid choices."""
+    if not args.out.lower().endswith((".html", ".htm")):
+        parser.error(f"--out must name an .html file; got {args.out!r}")
+    if args.model not in MODELS:
+        parser.error(f"unknown model {args.model!r}; models are: {', '.join(MODELS)}")
+    try:
+        session = MODELS[args.model]()
+    except FileNotFoundError as err:
+        parser.error(f"cannot load model {args.model!r}: {err}")
+    layer = args.layer or session.layers[len(session.layers) // 2]
+    if layer not in session.layers:
+        parser.error(f"unknown layer {layer!r}; layers are: {', '.join(session.layers)}")
+    return session, layer
+
+
+def _dissect(session, layer, args):
+    start = time.perf_counter()
+    d = session.dissect(layer, n=args.samples, cache=not args.no_cache, progress=not args.quiet)
+    return d, time.perf_counter() - start
+
+
+def _summary_text(args, layer, d, seconds) -> str:
+    share = len(d.interpretable()) / len(d.labels)
+    return (
+        f"**{args.model}** · layer `{layer}` · {len(d.labels)} units · {args.samples} samples · "
+        f"{share:.0%} of units interpretable · dissected in {seconds:.1f} s"
+    )
+
+
+def _run_dissect(session, layer, args) -> list:
+    d, seconds = _dissect(session, layer, args)
+    units = d.best_iou.argsort(descending=True).tolist()[: args.units]
+    return [
+        _summary_text(args, layer, d, seconds),
+        d,
+        "## Units, best label first\n\nEach row: the unit's label, its IoU with that concept, "
+        "and the samples where it fires most, with its activation as a heatmap.",
+        report.unit_table(d, session, units=units, top=args.top),
+    ]
+
+
+def _run_report(session, layer, args) -> list:
+    from .widgets.snapshot import snapshot_ablation, snapshot_units
+
+    d, seconds = _dissect(session, layer, args)
+    items = [
+        _summary_text(args, layer, d, seconds),
+        "## Dissection\n\nInterpretable units per concept, and every unit's best label.",
+        d,
+        "## Unit browser\n\nThe best-labelled units: pick one to see where it fires.",
+        snapshot_units(session, layer, max_units=args.units),
+    ]
+    if session.kind == "generator":
+        concept = next(iter(d.summary()), d.labels[int(d.best_iou.argmax())])
+        units = d.ranked_for(concept)[: args.ablate]
+        effect = session.ablation_effect(layer, units, concept, n=min(args.samples, 64))
+        items += [
+            f"## Ablation\n\nRemoving the {len(units)} units most aligned with *{concept}* "
+            f"removes {effect.removed:.0%} of its pixels; other concepts change by "
+            f"{effect.others_changed():.0%}. Toggle to compare.",
+            snapshot_ablation(session, layer, units),
+        ]
+    return items
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (argparse exits 2 on bad arguments)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    session, layer = _open(parser, args)
+    if args.command == "dissect":
+        items = _run_dissect(session, layer, args)
+        title = f"Dissection of {args.model} {layer}"
+    else:
+        items = _run_report(session, layer, args)
+        title = f"{args.model} lab report"
+    path = report.save_html(args.out, *items, title=title)
+    if not args.quiet:
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
