@@ -5,10 +5,18 @@
 >>> gw.UnitBrowser(session, "layer4")            # doctest: +SKIP
 """
 
-from . import render
+from . import render, stats, zoo
+from .dissect import AblationEffect, AccuracyChange, Dissection
 from .edits import Ablation, EditStack, WeightEdit
+from .jobs import Cancelled, Job
 from .session import Session, SessionEvent
+from .widgets import AblationPanel, ImageGrid, PaintCanvas, UnitBrowser
 
 __version__ = "0.1.0"
 
-__all__ = ["Session", "SessionEvent", "Ablation", "WeightEdit", "EditStack", "render"]
+__all__ = [
+    "Session", "SessionEvent", "Ablation", "WeightEdit", "EditStack", "Dissection",
+    "AblationEffect", "AccuracyChange", "Job", "Cancelled",
+    "ImageGrid", "PaintCanvas", "UnitBrowser", "AblationPanel",
+    "render", "stats", "zoo",
+]  # fmt: skip
