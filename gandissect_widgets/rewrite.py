@@ -62,8 +62,9 @@ class Rewrite(WeightEdit):
     """A rank-``r`` change of one conv weight, with the request that made it.
 
     ``delta = einsum("orab,ri->oiab", lam, directions)`` is added to ``param`` (e.g.
-    ``"conv.weight"``) of block ``layer``. Applying it checks that the model's weights are the
-    ones the edit was made for (``fingerprint``); undo restores them bit-exactly.
+    ``"conv.weight"``) of block ``layer``. Its first application checks that the model's
+    weights are the ones the edit was made for (``fingerprint``); undo restores them
+    bit-exactly.
 
     >>> e = Rewrite("layer6", "conv.weight", torch.ones(1, 4), torch.zeros(8, 1, 3, 3),
     ...             request={"rank": 1}, fingerprint="ab12")
@@ -92,6 +93,7 @@ class Rewrite(WeightEdit):
         self.fingerprint = fingerprint
         self.losses = [float(x) for x in losses]
         self.seconds = float(seconds)
+        self._verified = False
 
     @property
     def rank(self) -> int:
@@ -102,6 +104,12 @@ class Rewrite(WeightEdit):
         return owner.get_parameter(self.param)
 
     def apply(self, model):
+        if not self._verified:
+            self._verify(model)
+        super().apply(model)
+        self._verified = True
+
+    def _verify(self, model) -> None:
         found = weights_fingerprint(model)
         if found != self.fingerprint:
             raise ValueError(
@@ -109,7 +117,6 @@ class Rewrite(WeightEdit):
                 f"model's weights have fingerprint {found}: it belongs to another model (or to "
                 "another stack of weight edits)"
             )
-        super().apply(model)
 
     def describe(self) -> str:
         return f"rewrite {self.layer} (rank {self.rank})"
@@ -673,7 +680,7 @@ def context_matches(
 def rewrite_eval(
     session, edit, source_concept: str, target_concept: str, n: int = 200, *, seeds=None
 ) -> dict:
-    """Measure a rewrite on ``n`` samples with the Session's segmenter.
+    """Measure a rewrite on ``n`` samples (seeds 0..n-1, or ``seeds``) with the segmenter.
 
     - ``success``: share of pixels segmented as ``source_concept`` before the edit that are
       ``target_concept`` after it;
@@ -712,16 +719,10 @@ def rewrite_eval(
 def _before_after(session, edit, seeds) -> tuple[np.ndarray, np.ndarray]:
     """Images without and with ``edit``; the stack is left as it was."""
     with session.lock:
-        stack = session.stack
-        if edit in stack.active:
-            if stack.active[-1] is not edit:
-                raise ValueError("rewrite_eval measures the newest edit; undo the ones after it")
+        if edit in session.stack.active:
             after = session.generate(seeds)
-            stack.undo(session.model)
-            try:
+            with session.excluding(edit):
                 before = session.generate(seeds)
-            finally:
-                stack.redo(session.model)
             return before, after
         before = session.generate(seeds)
         with session.temporarily(edit):

@@ -208,6 +208,10 @@ def test_rewrite_eval_measures_and_restores(tiny_gen):
     again = rw.rewrite_eval(s, edit, "dim", "bright", n=6)
     assert again["success"] == result["success"] and s.edits == [edit]
     assert torch.equal(_weights(s), w0 + edit.delta)
+    later = rw.rewrite(s, "layer2", **{**_request(), "copy": (4, _box(2, 8, 2, 8))}, **FAST)
+    w2 = _weights(s)
+    rw.rewrite_eval(s, edit, "dim", "bright", n=6)  # an edit below another weight edit
+    assert s.edits == [edit, later] and torch.equal(_weights(s), w2)
     with pytest.raises(KeyError, match="dim, bright"):
         rw.rewrite_eval(s, edit, "roof", "bright", n=2)
 
