@@ -123,7 +123,7 @@ def test_stylegan2_rosinality_checkpoint_loads_and_runs(tmp_path):
     assert s.layers == [f"layer{i}" for i in range(5)] + ["output"]
     assert s.layer_shape("layer3") == (4, 16, 16) and s.generate([0]).shape == (1, 16, 16, 3)
     _session_checks(s, "layer2")
-    _dissect_and_rewrite(s, "layer2", "layer4.conv")
+    _dissect_and_rewrite(s, "layer2", "layer3.conv")  # an upsampling conv
 
 
 def test_stylegan2_truncation_moves_towards_average(tmp_path):

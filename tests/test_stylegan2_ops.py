@@ -51,6 +51,21 @@ def test_upfirdn2d_matches_definition(up, down, p0, p1):
     torch.testing.assert_close(got, ref_upfirdn(x, kernel, up, down, p0, p1))
 
 
+def test_up_conv_is_conv_of_zero_stuffed_input():
+    torch.manual_seed(5)
+    conv = sg.UpConv2d(3, 4, 3, padding=2, bias=False)
+    x = torch.randn(2, 3, 5, 5)
+    stuffed = torch.zeros(2, 3, 9, 9)
+    stuffed[:, :, ::2, ::2] = x
+    expected = F.conv2d(stuffed, conv.weight, padding=2)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), expected)
+        lam = torch.randn(4, 3, 3, 3)  # the same rule for any weight passed in (rewriting)
+        torch.testing.assert_close(
+            conv._conv_forward(x, lam, None), F.conv2d(stuffed, lam, padding=2)
+        )
+
+
 def test_make_kernel_is_normalised_outer_product():
     k = sg.make_kernel([1, 3, 3, 1])
     expected = torch.tensor([1.0, 3, 3, 1])[:, None] * torch.tensor([1.0, 3, 3, 1])[None] / 64

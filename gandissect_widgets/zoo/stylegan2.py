@@ -11,9 +11,11 @@ Module tree (direct children in generation order, as a Session lists them)::
     torgb              ModuleList of ToRGB (skip connections to the image)
     output             clamp to [-1, 1]
 
-In an upsampling layer the transposed convolution is written as ``up`` (zero insertion) then the
-plain ``conv``, then a blur, so every layer's ``conv`` is an ordinary convolution a rewrite can
-edit. The rosinality key names (``conv1.conv.weight``, ``convs.0.conv.modulation.weight``,
+In an upsampling layer ``conv`` is an :class:`UpConv2d`: an nn.Conv2d whose weight acts on the
+input with zeros inserted between pixels (computed as the equal transposed convolution), followed
+by a blur; so every layer's ``conv`` holds an ordinary (out, in, k, k) weight a rewrite can edit,
+and its input (the rewrite's keys) is the modulated feature map itself. The rosinality key names
+(``conv1.conv.weight``, ``convs.0.conv.modulation.weight``,
 ``noises.noise_0``, ``to_rgbs.0.bias``, ...) map onto this tree in :func:`from_rosinality` and
 back in :func:`rosinality_state_dict`.
 
@@ -35,6 +37,7 @@ from torch import nn
 __all__ = [
     "StyleGAN2Generator",
     "StyledConv",
+    "UpConv2d",
     "ToRGB",
     "upfirdn2d",
     "fused_leaky_relu",
@@ -135,11 +138,16 @@ class _EqualLinear(nn.Module):
         return out + self.bias * self.lr_mul
 
 
-class _ZeroStuff(nn.Module):
-    """Zero insertion x2 (no trailing zeros): with a plain conv after it, a transposed conv."""
+class UpConv2d(nn.Conv2d):
+    """A convolution of the input with zeros inserted after every pixel (x2 upsampling).
 
-    def forward(self, x):
-        return _zero_stuff(x, 2, trailing=False)
+    The weight has the plain (out, in, k, k) layout and semantics of
+    ``conv2d(zero_stuffed(x), weight, padding=k - 1)``, but the work is done as the equal
+    stride-2 transposed convolution, without materialising the zeros.
+    """
+
+    def _conv_forward(self, x, weight, bias):
+        return F.conv_transpose2d(x, weight.flip([2, 3]).transpose(0, 1), bias, stride=2)
 
 
 def _up_pads(n_taps: int, kernel_size: int) -> tuple[int, int]:
@@ -165,9 +173,10 @@ class StyledConv(nn.Module):
     ):
         super().__init__()
         self.modulation = _EqualLinear(style_dim, in_ch, bias_init=1.0)
-        self.up = _ZeroStuff() if upsample else None
+        self.upsample = upsample
+        conv = UpConv2d if upsample else nn.Conv2d
         pad = kernel_size - 1 if upsample else kernel_size // 2
-        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=pad, bias=False)
+        self.conv = conv(in_ch, out_ch, kernel_size, padding=pad, bias=False)
         nn.init.normal_(self.conv.weight, std=1 / math.sqrt(in_ch * kernel_size**2))
         if upsample:
             self.register_buffer("blur_kernel", make_kernel(blur) * 4)
@@ -178,11 +187,11 @@ class StyledConv(nn.Module):
 
     def forward(self, x, w):
         s = self.modulation(w)
-        x = x * s[:, :, None, None]
-        if self.up is not None:
-            x = self.up(x)
-        y = self.conv(x) * _demodulation(self.conv.weight, s)[:, :, None, None]
-        if self.up is not None:
+        y = (
+            self.conv(x * s[:, :, None, None])
+            * _demodulation(self.conv.weight, s)[:, :, None, None]
+        )
+        if self.upsample:
             y = upfirdn2d(y, self.blur_kernel, pad=self.blur_pad)
         return fused_leaky_relu(y + self.noise_strength * self.noise, self.bias)
 
