@@ -94,7 +94,7 @@ def _run_dissect(session, layer, args) -> list:
     units = d.best_iou.argsort(descending=True).tolist()[: args.units]
     return [
         _summary_text(args, layer, d, seconds),
-        d,
+        d.plot_summary(),
         "## Units, best label first\n\nEach row: the unit's label, its IoU with that concept, "
         "and the samples where it fires most, with its activation as a heatmap.",
         report.unit_table(d, session, units=units, top=args.top),
