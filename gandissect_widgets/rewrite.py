@@ -517,7 +517,12 @@ def make_rewrite(
     directions = rule_directions(keys, moment, req["rank"]).to(session.device)
     b = feats["rows"][req["paste"][0]]
     f = _LowRankBlock(resolve(session.model, layer), param, directions, feats, b)
-    lam, losses = _fit(f, target, weight, req, progress, cancel)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: thread hand-offs would cost more than the work
+    try:
+        lam, losses = _fit(f, target, weight, req, progress, cancel)
+    finally:
+        torch.set_num_threads(threads)
     if lam is None:
         return None
     return Rewrite(
