@@ -201,41 +201,44 @@ def _batches(seeds, size):
     return [seeds[i : i + size] for i in range(0, len(seeds), size)]
 
 
-def _dissect_work(
-    session, layer, seeds, bs, quantile, concepts, segment, k, job=None, progress=True
-):
-    """The two passes. Pass 1: activations (kept in memory when they fit), images segmented,
-    quantile sketch, top-k, moments. Pass 2: IoU counts at the thresholds."""
-    c, h, w = session.layer_shape(layer)
-    keep = len(seeds) * c * h * w * 2 <= _KEEP_BYTES
-    q, top, mom = stats.Quantile(c, seed=0), stats.TopK(k=k), stats.Moments(c)
+def _first_pass(session, layer, seeds, bs, k, segment=None, keep=False, step=None, seed=0):
+    """Quantile sketch, top-k and moments over ``seeds``; with ``segment``, also the concept
+    maps, and with ``keep`` the activations (float16) for the second pass."""
+    c = session.layer_shape(layer)[0]
+    q, top, mom = stats.Quantile(c, seed=seed), stats.TopK(k=k), stats.Moments(c)
     kept, maps = [], []
-    batches = _batches(seeds, bs)
-    bar = tqdm(total=2 * len(batches), desc=f"dissect {layer}", disable=not progress, leave=False)
-    try:
-        for chunk in batches:
+    for chunk in _batches(seeds, bs):
+        acts, images = _acts_and_images(session, layer, chunk, images=segment is not None)
+        q.update(acts)
+        top.update(acts, torch.tensor(chunk))
+        mom.update(acts)
+        if segment is not None:
+            maps.append(segment(chunk, images).to(torch.int16))
+        if keep:
+            kept.append(acts.half())
+        if step is not None:
+            step()
+    return (q, top, mom), kept, maps
+
+
+def _second_pass(
+    session, layer, seeds, bs, thresholds, segment, n_concepts, kept=(), maps=(), step=None
+):
+    """IoU counts of "activation above threshold" with every concept over ``seeds``."""
+    iou = stats.IoU(thresholds, n_concepts)
+    for i, chunk in enumerate(_batches(seeds, bs)):
+        if kept and maps:
+            acts, concept_map = kept[i].float(), maps[i]
+        else:
             acts, images = _acts_and_images(session, layer, chunk)
-            q.update(acts)
-            top.update(acts, torch.tensor(chunk))
-            mom.update(acts)
-            maps.append(
-                segment(chunk, images).to(torch.uint8 if len(concepts) < 256 else torch.int16)
-            )
-            if keep:
-                kept.append(acts.half())
-            bar.update()
-            if job is not None:
-                job.step()
-        thresholds = q.quantile(quantile).float()
-        iou = stats.IoU(thresholds, len(concepts))
-        for i, chunk in enumerate(batches):
-            acts = kept[i].float() if keep else _acts_and_images(session, layer, chunk)[0]
-            iou.update(acts, maps[i].long())
-            bar.update()
-            if job is not None:
-                job.step()
-    finally:
-        bar.close()
+            concept_map = maps[i] if maps else segment(chunk, images)
+        iou.update(acts, concept_map.long())
+        if step is not None:
+            step()
+    return iou
+
+
+def _result(layer, concepts, seeds, quantile, q, top, mom, iou, thresholds) -> Dissection:
     values, ids = top.result()
     return Dissection(
         layer=layer,
@@ -251,10 +254,38 @@ def _dissect_work(
     )
 
 
-def _acts_and_images(session, layer, seeds):
-    """One uncached forward of ``seeds``: (layer activations, uint8 images)."""
+def _dissect_work(
+    session, layer, seeds, bs, quantile, concepts, segment, k, job=None, progress=True
+):
+    """In one process: pass 1 keeps activations (when they fit) and concept maps, pass 2
+    counts IoU at the thresholds, so the generator and segmenter run once per sample."""
+    c, h, w = session.layer_shape(layer)
+    keep = len(seeds) * c * h * w * 2 <= _KEEP_BYTES
+    n_batches = len(_batches(seeds, bs))
+    bar = tqdm(total=2 * n_batches, desc=f"dissect {layer}", disable=not progress, leave=False)
+
+    def step():
+        bar.update()
+        if job is not None:
+            job.step()
+
+    try:
+        (q, top, mom), kept, maps = _first_pass(session, layer, seeds, bs, k, segment, keep, step)
+        thresholds = q.quantile(quantile).float()
+        iou = _second_pass(
+            session, layer, seeds, bs, thresholds, segment, len(concepts), kept, maps, step
+        )
+    finally:
+        bar.close()
+    return _result(layer, concepts, seeds, quantile, q, top, mom, iou, thresholds)
+
+
+def _acts_and_images(session, layer, seeds, images=True):
+    """One uncached forward of ``seeds``: (layer activations, uint8 images or None)."""
     inputs = session._inputs(seeds)
     out, seen = session.run(inputs, retain=[layer])
+    if not images:
+        return seen[layer].float(), None
     if session.kind == "generator":
         from .render import to_uint8
 
@@ -277,13 +308,17 @@ def dissect(
     cache=True,
     background: bool = False,
     progress: bool = True,
+    executor=None,
+    shard_size: int | None = None,
 ):
     """Dissect ``layer`` over ``n`` samples (or the given ``seeds``); see :class:`Dissection`.
 
     ``cache``: True (per-user folder), False, or a folder path; results are keyed by the model
     fingerprint (weights and active edits), layer, sample set, segmenter and parameters.
     ``background=True`` returns a :class:`~gandissect_widgets.jobs.Job` (``progress``,
-    ``cancel()``, ``result()``) instead of blocking.
+    ``cancel()``, ``result()``) instead of blocking. ``executor`` (any
+    ``concurrent.futures.Executor``, e.g. Dask's ``client.get_executor()``) runs the passes as
+    shards of ``shard_size`` seeds on its workers; see :mod:`gandissect_widgets.distributed`.
     """
     layer = session._check_layer(layer)
     seeds = _sample_seeds(n, seeds)
@@ -308,19 +343,30 @@ def dissect(
         session._unit_levels[layer] = {"mean": result.mean, "high": result.high}
         return result
 
+    shard = shard_size or max(bs, -(-len(seeds) // 8))
+    steps = 2 * (len(_batches(seeds, shard)) if executor is not None else len(_batches(seeds, bs)))
+
     def work(job=None):
         hit = store.load(key) if store else None
         if hit is not None:
             return finish(Dissection.from_arrays(hit))
-        result = _dissect_work(
-            session, layer, seeds, bs, float(quantile), concepts, segment, k, job, progress
-        )
+        if executor is not None:
+            from .distributed import dissect_sharded
+
+            step = job.step if job is not None else None
+            result = dissect_sharded(
+                session, layer, seeds, bs, float(quantile), concepts, k, executor, shard, step
+            )
+        else:
+            result = _dissect_work(
+                session, layer, seeds, bs, float(quantile), concepts, segment, k, job, progress
+            )
         if store is not None:
             store.save(key, result.arrays())
         return finish(result)
 
     if background:
-        return Job(work, total=2 * len(_batches(seeds, bs)), name=f"dissect {layer}")
+        return Job(work, total=steps, name=f"dissect {layer}")
     return work()
 
 

@@ -121,6 +121,11 @@ class WeightEdit(Edit):
         self.delta = delta.detach().clone()
         self._original: torch.Tensor | None = None
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_original"] = None  # a copy travels as its request and delta only
+        return state
+
     def _parameter(self, model) -> torch.Tensor:
         owner = model.get_submodule(self.layer) if self.layer else model
         return getattr(owner, self.param)

@@ -15,6 +15,7 @@ model, under one lock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -113,7 +114,8 @@ class Session:
 
     Args:
         model: the ``nn.Module``.
-        layers: names of the inspectable layers (default: found from the module tree).
+        layers: names of the inspectable layers (default: the model's ``layer_names`` if it
+            has them, else its direct children with spatial outputs).
         device: "auto" (CUDA, then MPS, then CPU) or any torch device.
         cache_mb: bound on the activation/image cache.
         z_dim: latent size for generators without a ``z_dim`` attribute.
@@ -173,6 +175,7 @@ class Session:
         self.dissections: dict = {}
         self._samples = list(range(8))
         self._fingerprint_memo: dict = {}
+        self.recipe: Callable[[], Session] | None = None  # rebuilds this Session elsewhere
         self.image_size = self._probe(layers)
 
     # ------------------------------------------------------------------ construction
@@ -188,17 +191,23 @@ class Session:
         from . import zoo
         from .zoo import hamlet
 
+        simple = {k: v for k, v in kwargs.items() if isinstance(v, (str, int, float, bool))}
         if name == "hamlet":
             kwargs.setdefault("segmenter", zoo.load_segmenter("hamlet"))
-            return cls(zoo.load("hamlet"), **kwargs)
-        if name == "hamlet-classifier":
+            session = cls(zoo.load("hamlet"), **kwargs)
+        elif name == "hamlet-classifier":
             kwargs.setdefault("concepts", list(hamlet.CONCEPTS))
             kwargs.setdefault("classes", list(hamlet.SCENES))
-            return cls(zoo.load_classifier("hamlet"), data=hamlet.render, **kwargs)
-        return cls(zoo.load(name), **kwargs)
+            session = cls(zoo.load_classifier("hamlet"), data=hamlet.render, **kwargs)
+        else:
+            session = cls(zoo.load(name), **kwargs)
+        session.recipe = functools.partial(cls.from_zoo, name, **simple)
+        return session
 
     def _probe(self, layers) -> tuple[int, int]:
         """Run one sample with every candidate hooked to learn layer names and shapes."""
+        if layers is None:
+            layers = getattr(self.model, "layer_names", None)  # a model may name its layers
         names = [n for n, _ in self._candidates()] if layers is None else list(layers)
         for n in names:
             resolve(self.model, n)
