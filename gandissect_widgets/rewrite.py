@@ -285,9 +285,9 @@ def _check_request(session, layer, context, copy, paste, rank, steps, lr) -> dic
     _conv_of(session, layer)
     context = _check_context(session, context)
     if copy is None or paste is None:
-        missing = "paste" if paste is None else "copy"
+        missing = " and ".join(n for n, v in (("copy=", copy), ("paste=", paste)) if v is None)
         raise ValueError(
-            f"{missing}= is missing: a rewrite needs copy=(seed, mask) and paste=(seed, mask or "
+            f"{missing} missing: a rewrite needs copy=(seed, mask) and paste=(seed, mask or "
             "(y, x)) together"
         )
     copy = _check_region(session, copy, "copy")

@@ -221,8 +221,8 @@ def test_rewrite_eval_measures_and_restores(tiny_gen):
     [
         ({"context": [(1, np.zeros((16, 16)))]}, ValueError, "empty"),
         ({"context": []}, ValueError, "context is empty"),
-        ({"paste": None}, ValueError, "paste= is missing"),
-        ({"copy": None}, ValueError, "copy= is missing"),
+        ({"paste": None}, ValueError, "paste= missing"),
+        ({"copy": None}, ValueError, "copy= missing"),
         ({"layer": "layer1"}, ValueError, "not a convolution"),
         ({"layer": "layr2"}, KeyError, "layers are"),
         ({"rank": 33}, ValueError, "32 input channels"),
