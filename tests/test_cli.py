@@ -65,7 +65,10 @@ def test_report_holds_dissection_units_and_ablation(tiny_zoo, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["dissect", "--model", "nope", "--out", "x.html"], "unknown model 'nope'; models are:"),
+        (
+            ["dissect", "--model", "nope", "--out", "x.html"],
+            "unknown model 'nope'; models are: tiny",
+        ),
         (
             ["dissect", "--model", "tiny", "--layer", "layr2", "--out", "x.html"],
             "unknown layer 'layr2'; layers are: layer1, layer2, layer3, output",
