@@ -122,7 +122,22 @@ def _run_report(session, layer, args) -> list:
             f"{effect.others_changed():.0%}. Toggle to compare.",
             snapshot_ablation(session, layer, units),
         ]
+    elif session.classes:
+        items.append(_accuracy_section(session, layer, args))
     return items
+
+
+def _accuracy_section(session, layer, args) -> str:
+    name, n = session.classes[0], min(args.samples, 200)
+    units = session.class_units(layer, name, n=n)[: args.ablate]
+    change = session.ablation_accuracy(layer, units, n=n)
+    rows = "\n".join(
+        f"- {c}: {change.before[c]:.0%} → {change.after[c]:.0%}" for c in session.classes
+    )
+    return (
+        f"## Ablation\n\nRemoving the {len(units)} units that most support *{name}* "
+        f"(units {', '.join(map(str, units))}) changes per-class accuracy:\n\n{rows}"
+    )
 
 
 def main(argv=None) -> int:

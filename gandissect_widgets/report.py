@@ -156,7 +156,8 @@ def _dissection(d) -> str:
         plot = _figure(fig)
     finally:
         plt.close(fig)
-    return plot + unit_table(d)
+    table = unit_table(d)
+    return f"{plot}<details><summary>all {len(d.labels)} units</summary>{table}</details>"
 
 
 def _as_section(item, widgets: list) -> str:

@@ -95,3 +95,14 @@ def test_missing_weights_are_an_argparse_error(monkeypatch, capsys):
     assert "cannot load model 'hamlet': hamlet generator weights are missing" in (
         capsys.readouterr().err
     )
+
+
+def test_report_on_a_classifier_measures_accuracy_change(monkeypatch, labelled_session, tmp_path):
+    monkeypatch.setattr(cli, "MODELS", {"tiny-classifier": lambda: labelled_session})
+    out = tmp_path / "c.html"
+    _run("report", "--model", "tiny-classifier", "--samples", "24", "--units", "3",
+         "--ablate", "2", "--out", str(out))  # fmt: skip
+    page = out.read_text()
+    assert re.search(r"the 2 units that most support <i>darkish</i> \(units \d+, \d+\)", page)
+    assert len(re.findall(r"<li>(darkish|brightish): \d+% → \d+%</li>", page)) == 2
+    assert labelled_session.edits == []

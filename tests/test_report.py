@@ -104,6 +104,7 @@ def test_dissection_item_has_plot_and_a_row_per_unit(seg_session):
     d = seg_session.dissect("layer3", n=16, cache=False, progress=False)
     page = report.to_html(d)
     assert page.count("data:image/png") == 1  # the summary plot
+    assert "<details><summary>all 8 units</summary>" in page
     rows = re.findall(r"<tr><td class=num>(\d+)</td><td>(\w+)</td>", page)
     assert sorted(int(u) for u, _ in rows) == list(range(8))
     assert all(label == d.labels[int(u)] for u, label in rows)
