@@ -21,13 +21,34 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ResultCache", "default_dir"]
+__all__ = ["ResultCache", "default_dir", "weights_fingerprint"]
 
 
 def default_dir() -> Path:
     """``$GANDISSECT_CACHE``, else ``~/.cache/gandissect-widgets``."""
     env = os.environ.get("GANDISSECT_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "gandissect-widgets"
+
+
+def weights_fingerprint(model, skip=()) -> str:
+    """A short hash of every parameter and buffer of ``model`` (names in ``skip`` left out).
+
+    >>> import torch
+    >>> weights_fingerprint(torch.nn.Linear(2, 2)) == weights_fingerprint(torch.nn.Linear(2, 2))
+    False
+    """
+    import itertools
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if name in skip:
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _key_text(key: dict) -> str:

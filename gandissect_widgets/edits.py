@@ -128,7 +128,7 @@ class WeightEdit(Edit):
 
     def _parameter(self, model) -> torch.Tensor:
         owner = model.get_submodule(self.layer) if self.layer else model
-        return getattr(owner, self.param)
+        return owner.get_parameter(self.param)
 
     def apply(self, model):
         p = self._parameter(model)

@@ -20,8 +20,6 @@ second moment ``C = E[k k^T]``), ``dW[o, i, a, b] = sum_r Lambda[o, r, a, b] D[r
 from __future__ import annotations
 
 import copy as _copy
-import hashlib
-import itertools
 import threading
 import time
 import weakref
@@ -33,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cache import weights_fingerprint
 from .edits import WeightEdit
 from .hooks import StopForward, hooked, resolve
 from .render import resize_mask
@@ -47,7 +46,6 @@ __all__ = [
     "second_moment",
     "rule_directions",
     "load_edit",
-    "weights_fingerprint",
     "rewrite_eval",
 ]
 
@@ -98,10 +96,6 @@ class Rewrite(WeightEdit):
     @property
     def rank(self) -> int:
         return int(self.directions.shape[0])
-
-    def _parameter(self, model) -> torch.Tensor:
-        owner = model.get_submodule(self.layer) if self.layer else model
-        return owner.get_parameter(self.param)
 
     def apply(self, model):
         if not self._verified:
@@ -189,22 +183,6 @@ def load_edit(path) -> Rewrite:
 def _delta(lam: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """(C_out, r, kh, kw) x (r, C_in) -> (C_out, C_in, kh, kw)."""
     return torch.einsum("orab,ri->oiab", lam, directions)
-
-
-def weights_fingerprint(model: nn.Module, skip: Sequence[str] = ()) -> str:
-    """A short hash of every parameter and buffer of ``model`` (names in ``skip`` left out).
-
-    >>> weights_fingerprint(nn.Linear(2, 2)) == weights_fingerprint(nn.Linear(2, 2))
-    False
-    """
-    h = hashlib.sha256()
-    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
-        if name in skip:
-            continue
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------- checks

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from . import render
+from .cache import weights_fingerprint
 from .edits import Ablation, Edit, EditStack
 from .hooks import StopForward, hooked, resolve
 
@@ -392,10 +393,7 @@ class Session:
         with self.lock:
             key = self.state_key
             if self._fingerprint_memo.get("key") != key:
-                h = hashlib.sha256(type(self.model).__name__.encode())
-                for name, t in self.model.state_dict().items():
-                    h.update(name.encode())
-                    h.update(t.detach().cpu().contiguous().numpy().tobytes())
+                h = hashlib.sha256(weights_fingerprint(self.model).encode())
                 for e in self.stack.active:
                     if not e.changes_weights:
                         h.update(e.signature().encode())
@@ -443,6 +441,23 @@ class Session:
         from .dissect import class_units
 
         return class_units(self, layer, name, **kwargs)
+
+    def rewrite(self, layer: str, context, copy=None, paste=None, **kwargs):
+        """Rewrite a rule of the generator (rank-one edit of ``layer``'s convolution); the
+        edit is pushed on the stack. See :func:`gandissect_widgets.rewrite.rewrite`.
+
+        >>> e = s.rewrite("layer5", [(3, roof)], copy=(7, tree), paste=(3, roof))  # doctest: +SKIP
+        """
+        from .rewrite import rewrite
+
+        return rewrite(self, layer, context, copy, paste, **kwargs)
+
+    def context_matches(self, layer: str, context, n: int = 64, **kwargs):
+        """Samples ranked by how strongly a rule's context key matches, with heatmaps.
+        See :func:`gandissect_widgets.rewrite.context_matches`."""
+        from .rewrite import context_matches
+
+        return context_matches(self, layer, context, n, **kwargs)
 
     # ------------------------------------------------------------------ samples
     @property

@@ -12,6 +12,7 @@ from torch.func import functional_call
 
 from gandissect_widgets import Session, render
 from gandissect_widgets import rewrite as rw
+from gandissect_widgets.cache import weights_fingerprint
 from gandissect_widgets.hooks import hooked
 from gandissect_widgets.rewrite_examples import example_rule
 from gandissect_widgets.zoo.progan import ProgressiveGenerator
@@ -148,7 +149,7 @@ def test_loading_onto_another_model_is_refused(gen_session, tmp_path):
     w0 = _weights(other)
     with pytest.raises(ValueError, match="fingerprint") as err:
         other.push(rw.load_edit(path))
-    assert rw.weights_fingerprint(other.model) in str(err.value)
+    assert weights_fingerprint(other.model) in str(err.value)
     assert other.edits == [] and torch.equal(_weights(other), w0)
 
 

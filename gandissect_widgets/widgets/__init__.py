@@ -1,7 +1,8 @@
 """Notebook widgets.
 
-Base widgets with their own front-end (anywidget): :class:`ImageGrid`, :class:`PaintCanvas`.
-Session widgets composed from them: :class:`UnitBrowser`, :class:`AblationPanel`.
+Base widgets with their own front-end (anywidget): :class:`ImageGrid`, :class:`PaintCanvas`,
+:class:`Snapshot` (saved, kernel-free views for reports). Session widgets composed from them:
+:class:`UnitBrowser`, :class:`AblationPanel`, :class:`RuleEditor`.
 
 >>> from gandissect_widgets.widgets import ImageGrid, PaintCanvas, UnitBrowser, AblationPanel
 """
@@ -9,6 +10,11 @@ Session widgets composed from them: :class:`UnitBrowser`, :class:`AblationPanel`
 from .ablation_panel import AblationPanel
 from .image_grid import ImageGrid
 from .paint_canvas import PaintCanvas
+from .rule_editor import RuleEditor
+from .snapshot import Snapshot, snapshot, snapshot_ablation, snapshot_compare, snapshot_units
 from .unit_browser import UnitBrowser
 
-__all__ = ["ImageGrid", "PaintCanvas", "UnitBrowser", "AblationPanel"]
+__all__ = [
+    "ImageGrid", "PaintCanvas", "Snapshot", "UnitBrowser", "AblationPanel", "RuleEditor",
+    "snapshot", "snapshot_units", "snapshot_compare", "snapshot_ablation",
+]  # fmt: skip

@@ -1,7 +1,8 @@
 // ImageGrid view: images, heatmaps coloured by a LUT, threshold contours, click and hover.
 // All state comes from traits: _images (PNG or raw pixels; _image_shape, encoding), _heat,
 // _heat_shape, _lut, vmin, vmax, opacity, threshold, captions, columns, size.
-// A click sets `clicked` = {index, x, y, n}; `_images` changes (re)load the images.
+// A click sets `clicked` = {index, x, y, n}; `_images` changes (re)load the images, with
+// aria-busy="true" on the element until the newest ones are drawn.
 
 const bytesOf = (v) =>
   v instanceof DataView ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
@@ -161,13 +162,16 @@ async function render({ model, el }) {
     });
   };
 
+  // aria-busy marks images still decoding (assistive tech, and tests waiting for a redraw).
   async function load() {
     const token = ++loading;
+    el.setAttribute("aria-busy", "true");
     const shape = model.get("_image_shape"), encoding = model.get("encoding");
     const decoded = await Promise.all(model.get("_images").map((d) => decode(d, shape, encoding)));
     if (token !== loading) return;
     bitmaps = decoded;
     layout();
+    el.removeAttribute("aria-busy");
     el.dispatchEvent(new CustomEvent("gw-rendered"));
   }
 
