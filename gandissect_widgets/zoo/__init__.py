@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import hamlet
 
 _GENERATORS = {"hamlet": hamlet.load_generator}
@@ -22,9 +24,24 @@ def _pick(table, name, what):
     return table[name]()
 
 
-def load(name: str):
-    """A generator by name (eval mode, CPU), e.g. ``load("hamlet")``."""
-    return _pick(_GENERATORS, name, "generator")
+def load(name, **kwargs):
+    """A model by name or path (eval mode, CPU).
+
+    "hamlet" is the embedded generator; a catalogue name ("progan-church", "stylegan2-church",
+    "vgg16-places365", ...) is downloaded once into the per-user cache; a file path is loaded
+    with its layout detected (ProGAN, StyleGAN2, VGG16, ResNet), always ``weights_only=True``.
+    ``kwargs`` go to :func:`checkpoints.load` (``cache_dir``, ``progress``).
+
+    >>> g = load("hamlet")
+    """
+    if name in _GENERATORS:
+        return _pick(_GENERATORS, name, "generator")
+    from . import checkpoints
+
+    if isinstance(name, str) and name not in checkpoints.CATALOGUE and not Path(name).exists():
+        known = ", ".join(sorted([*_GENERATORS, *checkpoints.CATALOGUE]))
+        raise KeyError(f"unknown model {name!r}: not a file, and known names are: {known}")
+    return checkpoints.load(name, **kwargs).eval()
 
 
 def load_segmenter(name: str):
