@@ -329,9 +329,26 @@ where to put the file by hand, when you are offline). On a GPU machine, `Session
 picks CUDA.
 
 ```python
-session = gw.Session(gw.zoo.load("progan-church"), segmenter=my_segmenter)
+session = gw.Session(gw.zoo.load("progan-church"), segmenter=my_segmenter, device="auto")
 session.dissect("layer4", n=2000)
 ```
+
+Here is the same path offline: a Progressive GAN with random weights, saved in the published
+layout, loaded back by path:
+"""),
+        code("""
+import os, tempfile
+from gandissect_widgets.zoo.progan import ProgressiveGenerator
+
+random_progan = ProgressiveGenerator([64, 64, 64, 32, 16])      # z, then channels at 4..32 px
+path = os.path.join(tempfile.mkdtemp(), "my_progan.pth")
+torch.save(random_progan.state_dict(), path)                    # layer1.conv.weight, layer1.wscale.b, ...
+progan = gw.Session(gw.zoo.load(path))
+progan.layers, progan.image_size
+"""),
+        code("""
+# check: the checkpoint's layout was detected and its layers are the ProGAN ones
+assert progan.layers[:3] == ["layer1", "layer2", "layer3"] and progan.image_size == (32, 32)
 """),
     ]
 
