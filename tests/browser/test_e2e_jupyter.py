@@ -118,15 +118,23 @@ report(
 
 CELLS = [SETUP, BROWSER, BROWSER_STATE, PANEL, PANEL_STATE]
 
-# Pixel checksum of every canvas of an ImageGrid, to see a redraw arrive in the page.
-_GRID_PIXELS = """el => {
+# Pixel checksum of an ImageGrid's canvases once the newest images are drawn (the grid is
+# aria-busy while decoding), else null: what the page shows, for wait_for_function.
+_SETTLED_PIXELS = """el => {
+  if (el.getAttribute("aria-busy") === "true" || !el.querySelector("canvas")) return null;
   let sum = 0;
   for (const c of el.querySelectorAll("canvas")) {
     const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
     for (let i = 0; i < d.length; i += 7) sum = (sum * 31 + d[i]) % 1000000007;
   }
-  return sum;
+  return { sum };
 }"""
+
+
+def _on_screen(grid) -> int:
+    """Checksum of the pixels an ImageGrid shows, once its newest images are drawn."""
+    page = grid.page
+    return page.wait_for_function(_SETTLED_PIXELS, arg=grid.element_handle()).json_value()["sum"]
 
 
 def _write_notebook(directory: pathlib.Path) -> None:
@@ -191,7 +199,8 @@ class Notebook:
         have drawn their images."""
         el = self.cells.nth(index).locator(f".{css_class}")
         el.wait_for(timeout=TIMEOUT_MS)
-        el.locator(".gw-grid-cell canvas").first.wait_for(timeout=TIMEOUT_MS)
+        for grid in el.locator(".gw-grid").all():
+            _on_screen(grid)
         return el
 
 
@@ -231,12 +240,6 @@ def _drag_slider(page, slider, fraction: float) -> None:
     target = track["x"] + track["width"] * fraction
     page.mouse.move(target, start["y"] + start["height"] / 2, steps=8)
     page.mouse.up()
-
-
-def _wait_for_redraw(page, grid, old: int) -> int:
-    """Wait until the grid's canvases differ from checksum ``old``; return the new one."""
-    changed = f"el => {{ const s = ({_GRID_PIXELS})(el); return s !== {old} && s; }}"
-    return page.wait_for_function(changed, arg=grid.element_handle()).json_value()
 
 
 # A widget's box, narrowed to the right edge of its content (a VBox in an output area stretches
@@ -301,15 +304,18 @@ def test_paint_slider_and_unit_list_reach_the_kernel(browser, jupyter, tmp_path)
             assert clicked["unit"] == order[2], (before, clicked)
             assert clicked["heat"] != before["heat"], "the heatmaps were not redrawn"
             if jupyter.frontend == "lab":
+                for grid in unit_browser.locator(".gw-grid").all():
+                    _on_screen(grid)
                 _screenshot(page, unit_browser, "unit_browser")
 
             # AblationPanel: nothing painted yet, so the "edited" side equals the original.
             nb.run(3)
             panel = nb.widget(3, "gw-ablation-panel")
-            edited_grid = panel.locator(".gw-grid").nth(1)
+            original_grid, edited_grid = panel.locator(".gw-grid").all()
             blank = nb.run(4)
             assert blank["mask_sum"] == 0 and blank["edits"] == [], blank
-            on_screen = edited_grid.evaluate(_GRID_PIXELS)
+            shown = {"original": _on_screen(original_grid), "blank": _on_screen(edited_grid)}
+            assert shown["blank"] == shown["original"]
 
             _paint_stroke(page, panel.locator(".gw-paint-view"))
             painted = nb.run(4)
@@ -317,7 +323,7 @@ def test_paint_slider_and_unit_list_reach_the_kernel(browser, jupyter, tmp_path)
             assert len(painted["edits"]) == 1 and "layer" in painted["edits"][0], painted
             assert painted["edited"] != blank["edited"], "painting did not change the images"
             assert painted["original"] == blank["original"]
-            on_screen = _wait_for_redraw(page, edited_grid, on_screen)
+            shown["painted"] = _on_screen(edited_grid)
 
             strength = panel.locator(".widget-hslider", has_text="strength")
             _drag_slider(page, strength, 0.7)
@@ -326,13 +332,15 @@ def test_paint_slider_and_unit_list_reach_the_kernel(browser, jupyter, tmp_path)
             assert moved["mask_sum"] == painted["mask_sum"]
             assert moved["edited"] != painted["edited"], "the slider did not change the images"
             assert moved["edits"] != painted["edits"]  # the description names the strength
-            on_screen = _wait_for_redraw(page, edited_grid, on_screen)
+            shown["moved"] = _on_screen(edited_grid)
 
             panel.locator(".widget-toggle-button", has_text="insert").click()
             inserted = nb.run(4)
             assert inserted["mode"] == "insert", inserted
             assert inserted["edited"] != moved["edited"], "insert did not change the images"
-            _wait_for_redraw(page, edited_grid, on_screen)
+            shown["inserted"] = _on_screen(edited_grid)
+            assert shown["original"] == _on_screen(original_grid)
+            assert len(set(shown.values())) == 4, f"the page did not show every change: {shown}"
             if jupyter.frontend == "lab":
                 _screenshot(page, panel, "ablation_panel")
             assert not errors, f"JavaScript errors in the page: {errors}"
