@@ -1,9 +1,10 @@
 """End to end in real frontends: JupyterLab 4 and Notebook 7, a live kernel, headless Chromium.
 
 A notebook written at test time builds a Session, a UnitBrowser and an AblationPanel. The test
-steps the browser's unit list with the keyboard, paints a stroke on the panel's canvas and
-drags its strength slider, then runs cells that print the Python side's state, and checks that
-every gesture reached the kernel and produced new images (in Python and on screen).
+clicks a unit in the browser's list, paints a stroke on the panel's canvas, drags its strength
+slider and switches it to "insert", running after each gesture a cell that prints the Python
+side's state; it checks that every gesture reached the kernel and produced new images, in
+Python and on screen.
 
 With ``GW_SCREENSHOTS=<dir>`` the JupyterLab run saves ``unit_browser.png`` and
 ``ablation_panel.png`` there, cropped to each widget (``GW_SCREENSHOTS=docs`` for the README).
@@ -20,14 +21,13 @@ import json
 import os
 import pathlib
 import re
+import sys
 import time
 
 import nbformat
 import pytest
 
 from .jupyter_server import JupyterServer
-
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TIMEOUT_MS = 60_000  # generous: two busy CPU cores start a kernel and import torch
 NOTEBOOK = "e2e.ipynb"
@@ -221,12 +221,13 @@ def _diagnostics(page, server, directory: pathlib.Path):
 def _paint_stroke(page, canvas) -> None:
     """One mouse stroke, a zigzag painting a band across the middle of the canvas."""
     box = canvas.bounding_box()
-    at = lambda fx, fy: (box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)  # noqa: E731
-    page.mouse.move(*at(0.15, 0.45))
+    zigzag = [(0.15, 0.45), (0.85, 0.45), (0.85, 0.52), (0.15, 0.52), (0.15, 0.59)]
+    zigzag += [(0.85, 0.59), (0.85, 0.66), (0.15, 0.66)]
+    points = [(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy) for fx, fy in zigzag]
+    page.mouse.move(*points[0])
     page.mouse.down()
-    for i, fy in enumerate((0.45, 0.52, 0.59, 0.66)):
-        page.mouse.move(*at(0.15 + 0.7 * (i % 2 == 0), fy), steps=10)
-        page.mouse.move(*at(0.15 + 0.7 * (i % 2 == 0), fy + 0.07), steps=2)
+    for point in points[1:]:
+        page.mouse.move(*point, steps=6)
     page.mouse.up()
 
 
@@ -279,7 +280,10 @@ def _ours(error) -> bool:
     return not frames or not _FRONTEND_CORE.match(frames[0])
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_paint_slider_and_unit_list_reach_the_kernel(browser, jupyter, tmp_path):
+    """Gestures in the page reach the kernel, and the kernel's new images reach the page."""
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -346,3 +350,24 @@ def test_paint_slider_and_unit_list_reach_the_kernel(browser, jupyter, tmp_path)
             assert not errors, f"JavaScript errors in the page: {errors}"
     finally:
         context.close()
+
+
+def test_server_rejects_an_unknown_frontend(tmp_path):
+    with pytest.raises(ValueError, match="unknown frontend 'classic'; valid: lab, notebook"):
+        JupyterServer("classic", tmp_path)
+
+
+@pytest.mark.slow
+def test_server_runs_our_kernel_and_settings_in_private_dirs(tmp_path):
+    with JupyterServer("lab", tmp_path) as server:
+        specs = json.loads(server._request("api/kernelspecs"))
+        plugin = "lab/api/settings/@jupyterlab/apputils-extension:notification"
+        settings = json.loads(server._request(plugin))
+        url = server.notebook_url("x.ipynb")
+    assert specs["kernelspecs"]["python3"]["spec"]["argv"][0] == sys.executable
+    assert settings["settings"]["fetchNews"] == "false"
+    assert url == f"http://127.0.0.1:{server.port}/lab/tree/x.ipynb?token={server.token}"
+    assert (tmp_path / ".jupyter" / "runtime").is_dir()
+    assert "Jupyter Server" in server.log_tail()
+    with pytest.raises(OSError):  # stopped: nothing answers any more
+        server._request("api/status")
