@@ -98,8 +98,20 @@ def reported():
     return json.loads(evaluate.METRICS.read_text())
 
 
-def test_segmenter_still_reaches_reported_miou(reported):
-    got = evaluate.segmenter_iou(hamlet.load_segmenter(), n=500)
+@pytest.fixture(scope="module")
+def held_out():
+    """500 held-out scenes and the shipped segmenter's labels for them (shared by two tests)."""
+    images, truth, kinds = hamlet.render(
+        range(hamlet.TEST_SEED_START, hamlet.TEST_SEED_START + 500)
+    )
+    seg = hamlet.load_segmenter()
+    return images, truth, kinds, seg, seg.segment(images)
+
+
+def test_segmenter_still_reaches_reported_miou(reported, held_out):
+    _, truth, _, _, pred = held_out
+    got = evaluate.iou_table(truth, pred)
+    assert got["n"] == 500
     assert got["miou"] >= reported["segmenter"]["miou"] - 0.02
 
 
@@ -108,10 +120,11 @@ def test_classifier_still_reaches_reported_accuracy(reported):
     assert got["accuracy"] >= reported["classifier"]["accuracy"] - 0.03
 
 
-def test_generator_concept_statistics_still_match_reported(reported):
-    got = evaluate.generator_stats(hamlet.load_generator(), hamlet.load_segmenter(), n=500)
+def test_generator_concept_statistics_still_match_reported(reported, held_out):
+    _, _, _, seg, real_maps = held_out
+    got = evaluate.generator_stats(hamlet.load_generator(), seg, n=500, real_maps=real_maps)
     want = reported["generator"]["concepts"]
     assert set(got["concepts"]) == set(want)
-    for c, v in got["concepts"].items():
-        for key in ("presence_error", "area_error"):
-            assert v[key] <= want[c][key] + 0.1, (c, key, v[key], want[c][key])
+    for c, v in got["concepts"].items():  # tolerances: ~4 binomial std. errors at n = 500
+        assert abs(v["fake_presence"] - want[c]["fake_presence"]) <= 0.09, (c, v, want[c])
+        assert abs(v["fake_area"] / want[c]["fake_area"] - 1) <= 0.25, (c, v, want[c])
