@@ -17,7 +17,7 @@ def test_unit_browser_shows_heatmaps_and_steps(seg_session):
     seg_session.dissect("layer2", n=16, cache=False, progress=False)
     b = UnitBrowser(seg_session, "layer2", seeds=[0, 1, 2, 3], top=4)
     assert b.sort.value == "iou"
-    first = b.units.options[0][1]
+    first = b.units.units[0]
     assert b.unit == first
     heat = b.samples_grid.heatmaps
     acts = seg_session.activations("layer2", [0, 1, 2, 3])[:, first].numpy()
@@ -28,7 +28,7 @@ def test_unit_browser_shows_heatmaps_and_steps(seg_session):
     b.unit = 5
     assert b.info.value.startswith("<b>unit 5</b>")
     b.sort.value = "unit"
-    assert [v for _, v in b.units.options] == list(range(16))
+    assert b.units.units == list(range(16)) and b.units.labels[3].startswith("unit 3 ·")
     with pytest.raises(ValueError, match="units 0-15"):
         b.unit = 16
     b.close()

@@ -87,7 +87,9 @@ class AblationPanel(SessionWidget):
             controls.append(add)
         grids = w.HBox(
             [
-                w.VBox([w.HTML("<b>original</b>"), self.original]),
+                w.VBox(
+                    [w.HTML("<b>original</b>"), self.original], layout=w.Layout(margin="0 16px 0 0")
+                ),
                 w.VBox([w.HTML("<b>edited</b>"), self.edited]),
             ]
         )
@@ -155,8 +157,15 @@ class AblationPanel(SessionWidget):
             self._quiet = False
         self.edited.set_images(self.session.generate(self.seeds))
         self.last_render_s = time.perf_counter() - start
-        what = self.edit.describe() if self.edit is not None else "no units chosen: nothing changed"
+        what = self.edit.describe() if self.edit is not None else self._why_nothing()
         self.status.value = html.escape(what)
+
+    def _why_nothing(self) -> str:
+        if not self.units.value.strip():
+            return "no units chosen: nothing changed"
+        if self.strength.value == 0:
+            return "strength 0: nothing changed"
+        return "paint a region on the image (or untick the region box): nothing changed yet"
 
     def refresh(self) -> None:
         """Another widget or code changed the Session: redraw both sides."""

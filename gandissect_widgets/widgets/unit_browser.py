@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import html
+import pathlib
 
+import anywidget
 import ipywidgets as w
 import torch
+import traitlets as t
 
 from ._session_widget import SessionWidget
 from .image_grid import ImageGrid
@@ -19,6 +22,22 @@ from .image_grid import ImageGrid
 __all__ = ["UnitBrowser"]
 
 _SORTS = [("by IoU", "iou"), ("by unit", "unit"), ("by activation", "activation")]
+_STATIC = pathlib.Path(__file__).parent / "static"
+
+
+class UnitList(anywidget.AnyWidget):
+    """A list of units whose arrow keys step through it (the notebook's shortcuts stay out).
+
+    >>> UnitList(units=[3, 1], labels=["unit 3", "unit 1"], value=3).value
+    3
+    """
+
+    _esm = _STATIC / "unit_list.js"
+    _css = _STATIC / "unit_list.css"
+    units = t.List(t.Int()).tag(sync=True)
+    labels = t.List(t.Unicode()).tag(sync=True)
+    value = t.Int(0).tag(sync=True)
+    rows = t.Int(14).tag(sync=True)
 
 
 class UnitBrowser(SessionWidget):
@@ -49,7 +68,7 @@ class UnitBrowser(SessionWidget):
             value="iou" if has_dissection else "unit",
             layout=w.Layout(width="150px"),
         )
-        self.units = w.Select(options=[], rows=14, layout=w.Layout(width="230px"))
+        self.units = UnitList(layout=w.Layout(width="230px"))
         self.info = w.HTML()
         self.samples_grid = ImageGrid(columns=columns, size=size)
         self.top_grid = ImageGrid(columns=min(top, 8), size=size // 2 + 16)
@@ -72,7 +91,7 @@ class UnitBrowser(SessionWidget):
 
     @property
     def unit(self) -> int:
-        return int(self.units.value) if self.units.value is not None else 0
+        return int(self.units.value)
 
     @unit.setter
     def unit(self, value: int) -> None:
@@ -97,9 +116,14 @@ class UnitBrowser(SessionWidget):
         return f"unit {u} · {d.labels[u]} {float(d.best_iou[u]):.2f}"
 
     def _fill_list(self) -> None:
-        current = self.units.value
-        self.units.options = [(self._label(u), u) for u in self._order()]
-        self.units.value = current if current is not None else self.units.options[0][1]
+        order = self._order()
+        first = not self.units.units
+        self.units.labels = [self._label(u) for u in order]
+        self.units.units = order
+        if first and self.units.value != order[0]:
+            self.units.value = order[0]  # observed: refreshes
+        elif first:
+            self.refresh()
 
     # ------------------------------------------------------------ drawing
     def refresh(self) -> None:

@@ -9,9 +9,8 @@ Python and on screen.
 With ``GW_SCREENSHOTS=<dir>`` the JupyterLab run saves ``unit_browser.png`` and
 ``ablation_panel.png`` there, cropped to each widget (``GW_SCREENSHOTS=docs`` for the README).
 
-Known: ArrowDown in the UnitBrowser's unit list does not step units in these frontends; the
-notebook's command-mode shortcut (move to the next cell) takes the key first, because nothing
-above the <select> carries ``data-lm-suppress-shortcuts``. The test clicks a unit instead.
+The UnitBrowser's unit list sits inside ``data-lm-suppress-shortcuts``, so ArrowDown steps
+units instead of moving to the next cell: the test clicks a unit, then presses ArrowDown.
 """
 
 from __future__ import annotations
@@ -84,7 +83,7 @@ report("setup", model=model, layer=layer, dissected=layer in session.dissections
 
 BROWSER = """\
 browser = gw.UnitBrowser(session, layer, columns=4, size=96)
-order = [u for _, u in browser.units.options]
+order = list(browser.units.units)
 display(browser)
 report("browser", unit=browser.unit, order=order[:4], heat=digest([browser.samples_grid._heat]))
 """
@@ -297,14 +296,18 @@ def test_paint_slider_and_unit_list_reach_the_kernel(browser, jupyter, tmp_path)
             setup = nb.run(0)
             assert setup["tag"] == "setup", setup
 
-            # UnitBrowser: a click on another unit in the list selects it in Python. (Arrow
-            # keys are taken by the notebook's command-mode shortcuts: see the module notes.)
+            # UnitBrowser: a click on another unit selects it in Python; ArrowDown steps on.
             before = nb.run(1)
             unit_browser = nb.widget(1, "gw-unit-browser")
             order = before["order"]
             assert before["unit"] == order[0]
-            unit_browser.locator(".widget-select option").nth(2).click()
-            clicked = nb.run(2)
+            unit_browser.locator(".gw-unit-list option").nth(1).click()
+            unit_browser.locator(".gw-unit-list select").press("ArrowDown")
+            # the key's state update may queue behind the click's: ask until it has arrived
+            for _ in range(20):
+                clicked = nb.run(2)
+                if clicked["unit"] == order[2]:
+                    break
             assert clicked["unit"] == order[2], (before, clicked)
             assert clicked["heat"] != before["heat"], "the heatmaps were not redrawn"
             if jupyter.frontend == "lab":
