@@ -298,7 +298,7 @@ def snapshot(widget, **kwargs) -> Snapshot:
     from .unit_browser import UnitBrowser
 
     if isinstance(widget, UnitBrowser):
-        units = [widget.unit, *(u for _, u in widget.units.options if u != widget.unit)]
+        units = [widget.unit, *(u for u in widget.units.units if u != widget.unit)]
         kwargs.setdefault("max_units", MAX_UNITS)
         return snapshot_units(
             widget.session,
