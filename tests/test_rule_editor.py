@@ -93,3 +93,21 @@ def test_save_load_and_matches(editor, gen_session, tmp_path):
     assert editor.wait()
     assert sorted(editor.seeds) == [0, 1, 2, 3] and editor.gallery.heatmaps.shape == (4, 8, 8)
     assert editor.gallery.captions == [str(s) for s in editor.seeds]
+
+
+def test_snapshot_of_a_rule_editor_toggles_original_and_rewritten(editor, gen_session):
+    from gandissect_widgets.widgets import snapshot
+
+    editor.select(1)
+    _paint(editor, 2, 8, 2, 8)
+    editor.take_copy()
+    editor.place(2, 10, 11)
+    editor.select(3)
+    _paint(editor, 6, 14, 4, 12)
+    editor.add_context()
+    editor.execute()
+    assert editor.wait() and editor.edit is not None
+    snap = snapshot(editor)
+    labels = [p["label"] for p in snap.pages]
+    assert labels == ["original", "rewritten"]
+    assert gen_session.edits == [editor.edit]  # taking the snapshot changed nothing

@@ -288,13 +288,15 @@ def _compare_edit(session, edit, seeds, size, labels) -> Snapshot:
 
 
 def snapshot(widget, **kwargs) -> Snapshot:
-    """The saved form of a live widget: UnitBrowser -> unit pages, AblationPanel -> toggle.
+    """The saved form of a live widget: UnitBrowser -> unit pages, AblationPanel and
+    RuleEditor -> an original / changed toggle.
 
     Objects with their own ``snapshot()`` method (e.g. a RuleEditor) are asked for it.
 
     >>> gw.save_html("r.html", snapshot(browser))           # doctest: +SKIP
     """
     from .ablation_panel import AblationPanel
+    from .rule_editor import RuleEditor
     from .unit_browser import UnitBrowser
 
     if isinstance(widget, UnitBrowser):
@@ -312,6 +314,11 @@ def snapshot(widget, **kwargs) -> Snapshot:
         widget.wait()
         labels = ("original", "inserted" if widget.mode.value == "insert" else "ablated")
         return _compare_edit(widget.session, widget.edit, widget.seeds, 96, labels)
+    if isinstance(widget, RuleEditor):
+        widget.wait()
+        return _compare_edit(
+            widget.session, widget.edit, widget.seeds, 96, ("original", "rewritten")
+        )
     if callable(getattr(widget, "snapshot", None)):
         return widget.snapshot(**kwargs)
     raise TypeError(
