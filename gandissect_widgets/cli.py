@@ -121,10 +121,39 @@ def _run_report(session, layer, args) -> list:
             f"removes {effect.removed:.0%} of its pixels; other concepts change by "
             f"{effect.others_changed():.0%}. Toggle to compare.",
             snapshot_ablation(session, layer, units),
+            *_rewrite_section(session, args),
         ]
     elif session.classes:
         items.append(_accuracy_section(session, layer, args))
     return items
+
+
+def _rewrite_section(session, args) -> list:
+    """The scripted rule ("trees grow on roofs") applied, measured and shown before/after."""
+    from .rewrite import rewrite_eval
+    from .rewrite_examples import example_rule
+    from .widgets.snapshot import _compare_edit
+
+    try:
+        rule = example_rule(session)
+    except (KeyError, ValueError):  # a segmenter without those concepts: no scripted rule
+        return []
+    edit = session.rewrite(rule["layer"], **rule["request"])
+    try:
+        n = min(args.samples, 100)
+        scores = rewrite_eval(session, edit, rule["source_concept"], rule["target_concept"], n=n)
+        seeds = list(range(100, 116))
+        shown = _compare_edit(session, edit, seeds, 96, ("original", "rewritten"))
+    finally:
+        session.undo()
+    src, tgt = rule["source_concept"], rule["target_concept"]
+    return [
+        f"## Rewriting\n\nOne rank-one edit of {rule['layer']} teaches the rule *every {src} "
+        f"gets a {tgt}*: {scores['success']:.0%} of {src} pixels become {tgt} on {n} samples "
+        f"nobody painted; samples without any {src} change by "
+        f"{scores['change_without_source']:.1%} on average. Toggle to compare.",
+        shown,
+    ]
 
 
 def _accuracy_section(session, layer, args) -> str:
