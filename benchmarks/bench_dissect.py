@@ -74,7 +74,7 @@ def classifier() -> None:
 
 def main() -> None:
     session = gw.Session.from_zoo("hamlet", device="cpu")
-    overhead(session, "layer5")
+    overhead(session, "layer6")
     findings(session)
     classifier()
 

@@ -1,5 +1,5 @@
 """Sharded dissection: 2 local worker processes vs 1 on these cores (speed-up), and the
-per-shard overhead against the in-process pass, on hamlet layer5."""
+per-shard overhead against the in-process pass, on hamlet layer6."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SHARD = 100
 
 def _timed(session, executor=None) -> float:
     t0 = time.perf_counter()
-    session.dissect("layer5", n=N, cache=False, progress=False, executor=executor, shard_size=SHARD)
+    session.dissect("layer6", n=N, cache=False, progress=False, executor=executor, shard_size=SHARD)
     return time.perf_counter() - t0
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 __all__ = ["example_rule"]
 
-_LAYER = "layer5"
+_LAYER = "layer6"
 
 
 def example_rule(
@@ -28,8 +28,8 @@ def example_rule(
     source: str = "roof",
     target: str = "tree",
     candidates: int = 200,
-    contexts: int = 4,
-    window: int = 12,
+    contexts: int = 8,
+    window: int = 16,
 ) -> dict:
     """The scripted rule "every ``source`` gets a ``target``" (default: trees grow on roofs).
 

@@ -446,7 +446,7 @@ class Session:
         """Rewrite a rule of the generator (rank-one edit of ``layer``'s convolution); the
         edit is pushed on the stack. See :func:`gandissect_widgets.rewrite.rewrite`.
 
-        >>> e = s.rewrite("layer5", [(3, roof)], copy=(7, tree), paste=(3, roof))  # doctest: +SKIP
+        >>> e = s.rewrite("layer6", [(3, roof)], copy=(7, tree), paste=(3, roof))  # doctest: +SKIP
         """
         from .rewrite import rewrite
 

@@ -8,7 +8,7 @@ tray item to remove it.
 
 >>> import gandissect_widgets as gw
 >>> s = gw.Session.from_zoo("hamlet")                  # doctest: +SKIP
->>> gw.RuleEditor(s, "layer5")                         # doctest: +SKIP
+>>> gw.RuleEditor(s, "layer6")                         # doctest: +SKIP
 """
 
 from __future__ import annotations

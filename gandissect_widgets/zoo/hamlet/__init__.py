@@ -21,7 +21,7 @@ from .world import CONCEPTS, SCENES, TEST_SEED_START, render
 
 __all__ = [
     "CONCEPTS", "SCENES", "TEST_SEED_START", "render",
-    "load_generator", "load_segmenter", "load_classifier",
+    "load_generator", "load_segmenter", "load_classifier", "example_rule",
 ]  # fmt: skip
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -69,3 +69,17 @@ def load_classifier(path=None) -> Classifier:
     clf = Classifier()
     clf.load_state_dict(_weights("classifier", path))
     return clf.eval()
+
+
+def example_rule(session=None, **kwargs) -> dict:
+    """The scripted rewriting example "trees grow on roofs" for the hamlet generator.
+
+    Returns ``layer``, ``request`` (keyword arguments of ``session.rewrite``),
+    ``source_concept`` and ``target_concept``; see :mod:`gandissect_widgets.rewrite_examples`.
+
+    >>> rule = example_rule()                                    # doctest: +SKIP
+    >>> edit = session.rewrite(rule["layer"], **rule["request"])  # doctest: +SKIP
+    """
+    from ...rewrite_examples import example_rule as _example_rule
+
+    return _example_rule(session, **kwargs)
