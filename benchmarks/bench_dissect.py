@@ -67,8 +67,8 @@ def classifier() -> None:
         change = s.ablation_accuracy("conv4", units, seeds=held_out)
         report(
             f"classifier conv4, top-20 units of {name}",
-            f"own accuracy -{change.drop(name):.0%} (goal >= 50%), "
-            f"others -{100 * change.others_drop(name):.1f} points (goal <= 10)",
+            f"own accuracy drop {change.drop(name):.0%} (goal >= 50%), "
+            f"others' drop {100 * change.others_drop(name):+.1f} points (goal <= 10)",
         )
 
 
