@@ -119,6 +119,7 @@ class RuleEditor(SessionWidget):
                 self.status,
             ]
         )
+        self.add_class("gw-rule-editor")
         self._bind(session)
         self._show_tray()
         self.refresh()

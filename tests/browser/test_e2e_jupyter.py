@@ -115,7 +115,29 @@ report(
 )
 """
 
-CELLS = [SETUP, BROWSER, BROWSER_STATE, PANEL, PANEL_STATE]
+RULE = """\
+session.reset()
+rule_layer = "layer6" if model == "hamlet" else "layer2"
+editor = gw.RuleEditor(session, rule_layer, seeds=range(4), columns=4, size=96, stat_samples=200)
+editor.wait()
+display(editor)
+report("rule", gallery=digest(editor.gallery._images))
+"""
+
+RULE_STATE = """\
+editor.wait()
+report(
+    "rule",
+    current=editor.current,
+    copy=None if editor.copy is None else [editor.copy[0], int(editor.copy[1].sum())],
+    paste=None if editor.paste is None else editor.paste[0],
+    context=[seed for seed, _ in editor.context],
+    edits=[e.describe() for e in session.edits],
+    gallery=digest(editor.gallery._images),
+)
+"""
+
+CELLS = [SETUP, BROWSER, BROWSER_STATE, PANEL, PANEL_STATE, RULE, RULE_STATE]
 
 # Pixel checksum of an ImageGrid's canvases once the newest images are drawn (the grid is
 # aria-busy while decoding), else null: what the page shows, for wait_for_function.
@@ -351,6 +373,75 @@ def test_paint_slider_and_unit_list_reach_the_kernel(browser, jupyter, tmp_path)
             if jupyter.frontend == "lab":
                 _screenshot(page, panel, "ablation_panel")
             assert not errors, f"JavaScript errors in the page: {errors}"
+    finally:
+        context.close()
+
+
+def _click_image(grid, index: int, fx: float = 0.5, fy: float = 0.5) -> None:
+    box = grid.locator("canvas").nth(index).bounding_box()
+    grid.page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+
+
+def _until(nb, index: int, done, tries: int = 40) -> dict:
+    """Re-run a state cell until ``done(state)``: widget messages may queue behind others."""
+    for _ in range(tries):
+        state = nb.run(index)
+        if done(state):
+            return state
+    return state
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_rule_editor_copy_paste_context_execute(browser, jupyter, tmp_path):
+    """Paint copy, paste and context regions in the page, press Execute, see the new gallery."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    nb = Notebook(page)
+    try:
+        with _diagnostics(page, jupyter, tmp_path):
+            page.goto(jupyter.notebook_url(NOTEBOOK))
+            nb.wait_for_kernel()
+            assert nb.run(0)["tag"] == "setup"
+            start = nb.run(5)
+            editor = nb.cells.nth(5).locator(".gw-rule-editor")  # its region tray starts empty
+            editor.wait_for(timeout=TIMEOUT_MS)
+            gallery = editor.locator(".gw-grid").first
+            before = _on_screen(gallery)
+            canvas = editor.locator(".gw-paint-view")
+
+            _click_image(gallery, 1)  # select sample 1, paint what to copy
+            _until(nb, 6, lambda s: s["current"] == 1)
+            _paint_stroke(page, canvas)
+            editor.locator("button", has_text="Copy").click()
+            state = _until(nb, 6, lambda s: s["copy"] is not None)
+            assert state["copy"][0] == 1 and state["copy"][1] > 0, state
+
+            editor.locator("button", has_text="Paste").click()
+            _click_image(gallery, 2)  # where it goes
+            state = _until(nb, 6, lambda s: s["paste"] is not None)
+            assert state["paste"] == 2, state
+
+            for seed in (2, 3):  # context: where the rule applies
+                for _ in range(3):  # a click that lands while the kernel is busy: click again
+                    _click_image(gallery, seed, 0.2, 0.2)
+                    state = _until(nb, 6, lambda s, seed=seed: s["current"] == seed, tries=15)
+                    if state["current"] == seed:
+                        break
+                assert state["current"] == seed, state
+                _paint_stroke(page, canvas)
+                editor.locator("button", has_text="Add to context").click()
+                _until(nb, 6, lambda s, seed=seed: seed in s["context"])
+
+            editor.locator("button", has_text="Execute").click()
+            done = _until(nb, 6, lambda s: bool(s["edits"]), tries=200)
+            assert len(done["edits"]) == 1 and "rewrite" in done["edits"][0], done
+            assert done["gallery"] != start["gallery"], "the gallery did not change in Python"
+            page.wait_for_function(
+                f"el => ({_SETTLED_PIXELS})(el) && ({_SETTLED_PIXELS})(el).sum !== {before}",
+                arg=gallery.element_handle(),
+            )
     finally:
         context.close()
 
