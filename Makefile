@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[test,lab]"
 	touch $@
 
+# root (containers, CI machines) must say so to Jupyter
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(LAB_FLAGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
