@@ -176,6 +176,7 @@ class Session:
         self.dissections: dict = {}
         self._samples = list(range(8))
         self._fingerprint_memo: dict = {}
+        self._data_memo: tuple | None = None
         self.recipe: Callable[[], Session] | None = None  # rebuilds this Session elsewhere
         self.image_size = self._probe(layers)
 
@@ -248,13 +249,22 @@ class Session:
         z = [torch.randn(self.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
         return torch.stack(z) if z else torch.zeros(0, self.z_dim)
 
+    def _data_out(self, seeds):
+        """``data(seeds)``, remembered for the last batch: a dissection pass asks one batch for
+        inputs, images and concept maps in turn, and the data is drawn only once."""
+        key = tuple(seeds)
+        memo = self._data_memo
+        if memo is None or memo[0] != key:
+            memo = self._data_memo = (key, self.data(list(seeds)))
+        return memo[1]
+
     def _data_images(self, seeds) -> np.ndarray:
-        out = self.data(seeds)
+        out = self._data_out(seeds)
         images = out[0] if isinstance(out, tuple) else out
         return render.to_uint8(images)
 
     def _data_part(self, seeds, index: int, what: str):
-        out = self.data(seeds) if self.data is not None else None
+        out = self._data_out(seeds) if self.data is not None else None
         if not isinstance(out, tuple) or len(out) <= index or out[index] is None:
             raise ValueError(
                 f"this Session's data gives no {what}; data(seeds) must return "
