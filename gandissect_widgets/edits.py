@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -192,6 +191,3 @@ class EditStack:
             if fn is not None:
                 fns.setdefault(e.layer, []).append(fn)
         return fns
-
-    def layers(self) -> Sequence[str]:
-        return [e.layer for e in self.active]

@@ -55,13 +55,9 @@ def save_grid(images, path, cols=8):
     """Save float images (N,3,H,W) in [-1,1] as one PNG grid (2x nearest upscale)."""
     from PIL import Image
 
-    x = ((images.detach().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    n, h, w, _ = x.shape
-    rows = -(-n // cols)
-    grid = np.full((rows * (h + 2), cols * (w + 2), 3), 255, np.uint8)
-    for i, im in enumerate(x):
-        r, c = divmod(i, cols)
-        grid[r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = im
+    from ... import render
+
+    grid = render.grid(render.to_uint8(images), columns=cols)
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
 
 
