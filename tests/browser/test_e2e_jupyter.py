@@ -241,6 +241,7 @@ def _diagnostics(page, server, directory: pathlib.Path):
 
 def _paint_stroke(page, canvas) -> None:
     """One mouse stroke, a zigzag painting a band across the middle of the canvas."""
+    canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     zigzag = [(0.15, 0.45), (0.85, 0.45), (0.85, 0.52), (0.15, 0.52), (0.15, 0.59)]
     zigzag += [(0.85, 0.59), (0.85, 0.66), (0.15, 0.66)]
@@ -378,7 +379,9 @@ def test_paint_slider_and_unit_list_reach_the_kernel(browser, jupyter, tmp_path)
 
 
 def _click_image(grid, index: int, fx: float = 0.5, fy: float = 0.5) -> None:
-    box = grid.locator("canvas").nth(index).bounding_box()
+    image = grid.locator("canvas").nth(index)
+    image.scroll_into_view_if_needed()  # running cells scrolls the notebook
+    box = image.bounding_box()
     grid.page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
 
 
