@@ -302,80 +302,85 @@ def _ours(error) -> bool:
     return not frames or not _FRONTEND_CORE.match(frames[0])
 
 
-@pytest.mark.browser
-@pytest.mark.slow
-def test_paint_slider_and_unit_list_reach_the_kernel(browser, jupyter, tmp_path):
-    """Gestures in the page reach the kernel, and the kernel's new images reach the page."""
+@pytest.fixture
+def lab_page(browser):
+    """A fresh page, sized for the widgets, closed after the test."""
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_paint_slider_and_unit_list_reach_the_kernel(lab_page, jupyter, tmp_path):
+    """Gestures in the page reach the kernel, and the kernel's new images reach the page."""
+    page = lab_page
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)) if _ours(exc) else None)
     nb = Notebook(page)
-    try:
-        with _diagnostics(page, jupyter, tmp_path):
-            page.goto(jupyter.notebook_url(NOTEBOOK))
-            nb.wait_for_kernel()
-            setup = nb.run(0)
-            assert setup["tag"] == "setup", setup
+    with _diagnostics(page, jupyter, tmp_path):
+        page.goto(jupyter.notebook_url(NOTEBOOK))
+        nb.wait_for_kernel()
+        setup = nb.run(0)
+        assert setup["tag"] == "setup", setup
 
-            # UnitBrowser: a click on another unit selects it in Python; ArrowDown steps on.
-            before = nb.run(1)
-            unit_browser = nb.widget(1, "gw-unit-browser")
-            order = before["order"]
-            assert before["unit"] == order[0]
-            unit_browser.locator(".gw-unit-list option").nth(1).click()
-            unit_browser.locator(".gw-unit-list select").press("ArrowDown")
-            # the key's state update may queue behind the click's: ask until it has arrived
-            for _ in range(20):
-                clicked = nb.run(2)
-                if clicked["unit"] == order[2]:
-                    break
-            assert clicked["unit"] == order[2], (before, clicked)
-            assert clicked["heat"] != before["heat"], "the heatmaps were not redrawn"
-            if jupyter.frontend == "lab":
-                for grid in unit_browser.locator(".gw-grid").all():
-                    _on_screen(grid)
-                _screenshot(page, unit_browser, "unit_browser")
+        # UnitBrowser: a click on another unit selects it in Python; ArrowDown steps on.
+        before = nb.run(1)
+        unit_browser = nb.widget(1, "gw-unit-browser")
+        order = before["order"]
+        assert before["unit"] == order[0]
+        unit_browser.locator(".gw-unit-list option").nth(1).click()
+        unit_browser.locator(".gw-unit-list select").press("ArrowDown")
+        # the key's state update may queue behind the click's: ask until it has arrived
+        for _ in range(20):
+            clicked = nb.run(2)
+            if clicked["unit"] == order[2]:
+                break
+        assert clicked["unit"] == order[2], (before, clicked)
+        assert clicked["heat"] != before["heat"], "the heatmaps were not redrawn"
+        if jupyter.frontend == "lab":
+            for grid in unit_browser.locator(".gw-grid").all():
+                _on_screen(grid)
+            _screenshot(page, unit_browser, "unit_browser")
 
-            # AblationPanel: nothing painted yet, so the "edited" side equals the original.
-            nb.run(3)
-            panel = nb.widget(3, "gw-ablation-panel")
-            original_grid, edited_grid = panel.locator(".gw-grid").all()
-            blank = nb.run(4)
-            assert blank["mask_sum"] == 0 and blank["edits"] == [], blank
-            shown = {"original": _on_screen(original_grid), "blank": _on_screen(edited_grid)}
-            assert shown["blank"] == shown["original"]
+        # AblationPanel: nothing painted yet, so the "edited" side equals the original.
+        nb.run(3)
+        panel = nb.widget(3, "gw-ablation-panel")
+        original_grid, edited_grid = panel.locator(".gw-grid").all()
+        blank = nb.run(4)
+        assert blank["mask_sum"] == 0 and blank["edits"] == [], blank
+        shown = {"original": _on_screen(original_grid), "blank": _on_screen(edited_grid)}
+        assert shown["blank"] == shown["original"]
 
-            _paint_stroke(page, panel.locator(".gw-paint-view"))
-            painted = nb.run(4)
-            assert painted["mask_sum"] > 0, "the painted mask did not reach Python"
-            assert len(painted["edits"]) == 1 and "layer" in painted["edits"][0], painted
-            assert painted["edited"] != blank["edited"], "painting did not change the images"
-            assert painted["original"] == blank["original"]
-            shown["painted"] = _on_screen(edited_grid)
+        _paint_stroke(page, panel.locator(".gw-paint-view"))
+        painted = nb.run(4)
+        assert painted["mask_sum"] > 0, "the painted mask did not reach Python"
+        assert len(painted["edits"]) == 1 and "layer" in painted["edits"][0], painted
+        assert painted["edited"] != blank["edited"], "painting did not change the images"
+        assert painted["original"] == blank["original"]
+        shown["painted"] = _on_screen(edited_grid)
 
-            strength = panel.locator(".widget-hslider", has_text="strength")
-            _drag_slider(page, strength, 0.7)
-            moved = nb.run(4)
-            assert 0 < moved["strength"] < 1, moved
-            assert moved["mask_sum"] == painted["mask_sum"]
-            assert moved["edited"] != painted["edited"], "the slider did not change the images"
-            assert moved["edits"] != painted["edits"]  # the description names the strength
-            shown["moved"] = _on_screen(edited_grid)
+        strength = panel.locator(".widget-hslider", has_text="strength")
+        _drag_slider(page, strength, 0.7)
+        moved = nb.run(4)
+        assert 0 < moved["strength"] < 1, moved
+        assert moved["mask_sum"] == painted["mask_sum"]
+        assert moved["edited"] != painted["edited"], "the slider did not change the images"
+        assert moved["edits"] != painted["edits"]  # the description names the strength
+        shown["moved"] = _on_screen(edited_grid)
 
-            panel.locator(".widget-toggle-button", has_text="insert").click()
-            inserted = nb.run(4)
-            assert inserted["mode"] == "insert", inserted
-            assert inserted["edited"] != moved["edited"], "insert did not change the images"
-            shown["inserted"] = _on_screen(edited_grid)
-            assert shown["original"] == _on_screen(original_grid)
-            assert len(set(shown.values())) == 4, f"the page did not show every change: {shown}"
-            if jupyter.frontend == "lab":
-                _screenshot(page, panel, "ablation_panel")
-            assert not errors, f"JavaScript errors in the page: {errors}"
-    finally:
-        context.close()
+        panel.locator(".widget-toggle-button", has_text="insert").click()
+        inserted = nb.run(4)
+        assert inserted["mode"] == "insert", inserted
+        assert inserted["edited"] != moved["edited"], "insert did not change the images"
+        shown["inserted"] = _on_screen(edited_grid)
+        assert shown["original"] == _on_screen(original_grid)
+        assert len(set(shown.values())) == 4, f"the page did not show every change: {shown}"
+        if jupyter.frontend == "lab":
+            _screenshot(page, panel, "ablation_panel")
+        assert not errors, f"JavaScript errors in the page: {errors}"
 
 
 def _click_image(grid, index: int, fx: float = 0.5, fy: float = 0.5) -> None:
@@ -396,57 +401,52 @@ def _until(nb, index: int, done, tries: int = 40) -> dict:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_rule_editor_copy_paste_context_execute(browser, jupyter, tmp_path):
+def test_rule_editor_copy_paste_context_execute(lab_page, jupyter, tmp_path):
     """Paint copy, paste and context regions in the page, press Execute, see the new gallery."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    page = lab_page
     nb = Notebook(page)
-    try:
-        with _diagnostics(page, jupyter, tmp_path):
-            page.goto(jupyter.notebook_url(NOTEBOOK))
-            nb.wait_for_kernel()
-            assert nb.run(0)["tag"] == "setup"
-            start = nb.run(5)
-            editor = nb.cells.nth(5).locator(".gw-rule-editor")  # its region tray starts empty
-            editor.wait_for(timeout=TIMEOUT_MS)
-            gallery = editor.locator(".gw-grid").first
-            before = _on_screen(gallery)
-            canvas = editor.locator(".gw-paint-view")
+    with _diagnostics(page, jupyter, tmp_path):
+        page.goto(jupyter.notebook_url(NOTEBOOK))
+        nb.wait_for_kernel()
+        assert nb.run(0)["tag"] == "setup"
+        start = nb.run(5)
+        editor = nb.cells.nth(5).locator(".gw-rule-editor")  # its region tray starts empty
+        editor.wait_for(timeout=TIMEOUT_MS)
+        gallery = editor.locator(".gw-grid").first
+        before = _on_screen(gallery)
+        canvas = editor.locator(".gw-paint-view")
 
-            _click_image(gallery, 1)  # select sample 1, paint what to copy
-            _until(nb, 6, lambda s: s["current"] == 1)
+        _click_image(gallery, 1)  # select sample 1, paint what to copy
+        _until(nb, 6, lambda s: s["current"] == 1)
+        _paint_stroke(page, canvas)
+        editor.locator("button", has_text="Copy").click()
+        state = _until(nb, 6, lambda s: s["copy"] is not None)
+        assert state["copy"][0] == 1 and state["copy"][1] > 0, state
+
+        editor.locator("button", has_text="Paste").click()
+        _click_image(gallery, 2)  # where it goes
+        state = _until(nb, 6, lambda s: s["paste"] is not None)
+        assert state["paste"] == 2, state
+
+        for seed in (2, 3):  # context: where the rule applies
+            for _ in range(3):  # a click that lands while the kernel is busy: click again
+                _click_image(gallery, seed, 0.2, 0.2)
+                state = _until(nb, 6, lambda s, seed=seed: s["current"] == seed, tries=15)
+                if state["current"] == seed:
+                    break
+            assert state["current"] == seed, state
             _paint_stroke(page, canvas)
-            editor.locator("button", has_text="Copy").click()
-            state = _until(nb, 6, lambda s: s["copy"] is not None)
-            assert state["copy"][0] == 1 and state["copy"][1] > 0, state
+            editor.locator("button", has_text="Add to context").click()
+            _until(nb, 6, lambda s, seed=seed: seed in s["context"])
 
-            editor.locator("button", has_text="Paste").click()
-            _click_image(gallery, 2)  # where it goes
-            state = _until(nb, 6, lambda s: s["paste"] is not None)
-            assert state["paste"] == 2, state
-
-            for seed in (2, 3):  # context: where the rule applies
-                for _ in range(3):  # a click that lands while the kernel is busy: click again
-                    _click_image(gallery, seed, 0.2, 0.2)
-                    state = _until(nb, 6, lambda s, seed=seed: s["current"] == seed, tries=15)
-                    if state["current"] == seed:
-                        break
-                assert state["current"] == seed, state
-                _paint_stroke(page, canvas)
-                editor.locator("button", has_text="Add to context").click()
-                _until(nb, 6, lambda s, seed=seed: seed in s["context"])
-
-            editor.locator("button", has_text="Execute").click()
-            done = _until(nb, 6, lambda s: bool(s["edits"]), tries=200)
-            assert len(done["edits"]) == 1 and "rewrite" in done["edits"][0], done
-            assert done["gallery"] != start["gallery"], "the gallery did not change in Python"
-            page.wait_for_function(
-                f"el => ({_SETTLED_PIXELS})(el) && ({_SETTLED_PIXELS})(el).sum !== {before}",
-                arg=gallery.element_handle(),
-            )
-    finally:
-        context.close()
+        editor.locator("button", has_text="Execute").click()
+        done = _until(nb, 6, lambda s: bool(s["edits"]), tries=200)
+        assert len(done["edits"]) == 1 and "rewrite" in done["edits"][0], done
+        assert done["gallery"] != start["gallery"], "the gallery did not change in Python"
+        page.wait_for_function(
+            f"el => ({_SETTLED_PIXELS})(el) && ({_SETTLED_PIXELS})(el).sum !== {before}",
+            arg=gallery.element_handle(),
+        )
 
 
 def test_server_rejects_an_unknown_frontend(tmp_path):
