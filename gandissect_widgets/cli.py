@@ -59,12 +59,38 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fail(parser, message: str):
+    """Exit 2 with one line on stderr (no usage: the arguments parsed, the place is wrong)."""
+    parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+
+def _check_places(parser, args) -> None:
+    """The report file and the cache folder can be written, checked before any model work."""
+    from .cache import ResultCache, default_dir
+
+    try:
+        report.check_out_path(args.out)
+    except (ValueError, OSError) as err:
+        _fail(parser, f"--out: {err}")
+    if not args.no_cache:
+        try:
+            ResultCache.resolve(True)
+        except OSError as err:
+            why = getattr(err.__cause__, "strerror", None) or err
+            _fail(
+                parser,
+                f"cache folder '{default_dir()}' is not writable ({why}); pass --no-cache or "
+                "set GANDISSECT_CACHE to a writable folder",
+            )
+
+
 def _open(parser, args):
     """(session, layer) from the arguments; argparse errors name the valid choices."""
     if not args.out.lower().endswith((".html", ".htm")):
         parser.error(f"--out must name an .html file; got {args.out!r}")
     if args.model not in MODELS:
         parser.error(f"unknown model {args.model!r}; models are: {', '.join(MODELS)}")
+    _check_places(parser, args)
     try:
         session = MODELS[args.model]()
     except FileNotFoundError as err:
@@ -118,7 +144,7 @@ def _run_report(session, layer, args) -> list:
         effect = session.ablation_effect(layer, units, concept, n=min(args.samples, 64))
         items += [
             f"## Ablation\n\nRemoving the {len(units)} units most aligned with *{concept}* "
-            f"removes {effect.removed:.0%} of its pixels; other concepts change by "
+            f"{_removal_text(effect.removed)}; other concepts change by "
             f"{effect.others_changed():.0%}. Toggle to compare.",
             snapshot_ablation(session, layer, units),
             *_rewrite_section(session, args),
@@ -126,6 +152,13 @@ def _run_report(session, layer, args) -> list:
     elif session.classes:
         items.append(_accuracy_section(session, layer, args))
     return items
+
+
+def _removal_text(removed: float) -> str:
+    """What an ablation did to its concept's area, in words (a negative share is growth)."""
+    if removed > -0.005:  # would print as 0% or more
+        return f"removes {max(removed, 0.0):.0%} of its pixels"
+    return f"removes none of its pixels (they grow by {-removed:.0%})"
 
 
 def _rewrite_section(session, args) -> list:

@@ -15,14 +15,16 @@ import base64
 import html
 import io
 import json
+import os
 import pathlib
 import re
+import tempfile
 
 import numpy as np
 
 from . import render
 
-__all__ = ["save_html", "to_html", "unit_table"]
+__all__ = ["check_out_path", "save_html", "to_html", "unit_table"]
 
 _ASSETS = pathlib.Path(__file__).parent / "report_assets"
 _SOURCE_MAP = re.compile(r"^//# sourceMappingURL=.*$", re.MULTILINE)
@@ -227,10 +229,38 @@ def save_html(path, *items, title: str = "gandissect-widgets report") -> pathlib
 
     >>> gw.save_html("report.html", "# Notes", fig, grid, title="my lab")   # doctest: +SKIP
     """
+    path = check_out_path(path)
+    page = to_html(*items, title=title)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def check_out_path(path) -> pathlib.Path:
+    """``path`` as a Path once it is sure a report can be written there; else a clear error,
+    before any rendering: ``ValueError`` (not .html/.htm), ``IsADirectoryError`` (a folder),
+    ``PermissionError`` (its folder cannot be created or written, or the file is read-only).
+    Creates the missing folders; the file itself is left as it is.
+    """
     path = pathlib.Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"report path must end in .html or .htm; got {str(path)!r}")
-    page = to_html(*items, title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    if path.is_dir():
+        raise IsADirectoryError(f"report path '{path}' is a folder; name an .html file in it")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        raise PermissionError(
+            f"cannot write the report '{path}': its folder '{folder}' is not writable ({why})"
+        ) from err
+    if path.exists():
+        try:
+            open(path, "ab").close()  # appends nothing: the file stays as it is
+        except OSError as err:
+            why = err.strerror or type(err).__name__
+            raise PermissionError(f"cannot write the report '{path}' ({why})") from err
     return path

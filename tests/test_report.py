@@ -10,6 +10,7 @@ import re
 import matplotlib
 import numpy as np
 import pytest
+import traitlets
 from PIL import Image
 
 from gandissect_widgets import report
@@ -91,8 +92,57 @@ def test_script_end_tags_in_state_cannot_close_the_script():
 def test_save_html_writes_file_and_checks_path(tmp_path):
     path = report.save_html(tmp_path / "sub" / "r.html", "hello", title="t")
     assert path.read_text().count("<p>hello</p>") == 1
-    with pytest.raises(ValueError, match=r"\.html"):
+    path = report.save_html(path, "again")  # an existing file is overwritten
+    assert "<p>again</p>" in path.read_text() and "hello" not in path.read_text()
+    with pytest.raises(ValueError, match=r"must end in \.html or \.htm; got '.*r\.txt'"):
         report.save_html(tmp_path / "r.txt", "hello")
+
+
+@pytest.fixture
+def no_rendering(monkeypatch):
+    def render(*items, **kwargs):
+        raise AssertionError("the report was rendered although it cannot be written")
+
+    monkeypatch.setattr(report, "to_html", render)
+
+
+def test_save_html_to_a_folder_is_refused_before_rendering(tmp_path, no_rendering):
+    (tmp_path / "r.html").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"report path '.*r\.html' is a folder"):
+        report.save_html(tmp_path / "r.html", "hello")
+
+
+def test_save_html_under_a_file_is_refused_before_rendering(tmp_path, no_rendering):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "sub" / "r.html"  # a folder nobody can create, root included
+    message = r"cannot write the report '.*r\.html': its folder '.*sub' is not writable \(.+\)"
+    with pytest.raises(PermissionError, match=message):
+        report.save_html(out, "hello")
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_save_html_to_read_only_places_is_refused_before_rendering(tmp_path, no_rendering):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "old.html").write_text("old")
+    (folder / "old.html").chmod(0o400)
+    folder.chmod(0o500)
+    try:
+        (folder / "probe").write_text("x")
+    except PermissionError:
+        pass
+    else:
+        folder.chmod(0o700)
+        pytest.skip("read-only files and folders are writable here (running as root)")
+    try:
+        with pytest.raises(PermissionError, match=r"its folder '.*ro' is not writable"):
+            report.save_html(folder / "new.html", "hello")
+        folder.chmod(0o700)  # the folder is writable now, the file still read-only
+        with pytest.raises(PermissionError, match=r"cannot write the report '.*old\.html' \("):
+            report.save_html(folder / "old.html", "hello")
+        assert (folder / "old.html").read_text() == "old"
+    finally:
+        folder.chmod(0o700)
 
 
 def test_unknown_items_raise_type_error_listing_kinds():
@@ -152,7 +202,7 @@ def test_snapshot_bad_input():
         Snapshot(cmap="nope")
     assert snap.pages == []  # nothing half-added
     snap.add_page("p", [("g", _imgs(1))])
-    with pytest.raises(Exception, match="page 3 is out of range: pages are 0-0"):
+    with pytest.raises(traitlets.TraitError, match="page 3 is out of range: pages are 0-0"):
         snap.page = 3
 
 
