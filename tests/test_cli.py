@@ -178,6 +178,7 @@ def _read_only_folder(tmp_path):
         (_a_folder, r"--out: report path '.*r\.html' is a folder; name an \.html file in it$"),
         (_read_only_folder, r"--out: cannot write the report .* is not writable \(.+\)$"),
     ],
+    ids=["under-a-file", "a-folder", "read-only-folder"],
 )  # fmt: skip
 @pytest.mark.parametrize("command", ["dissect", "report"])
 def test_unwritable_out_exits_2_before_loading_the_model(
