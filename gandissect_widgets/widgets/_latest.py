@@ -1,12 +1,17 @@
 """Run renders in one worker thread where only the newest request matters.
 
 A slider dragged quickly asks for many renders; while one runs, later requests replace each
-other, so the worker never renders a stale value. The worker thread lives as long as the
-runner, so torch keeps its thread pool warm between renders.
+other, so the worker never renders a stale value. The worker thread lives until ``close()`` (or
+until the runner is garbage), so torch keeps its thread pool warm between renders.
+
+After ``close()``, ``submit`` runs nothing and returns False: late requests to a closed
+widget (a Session event already under way, a control set from code) are dropped, not errors.
 
 >>> runner = Latest()
->>> runner.submit(lambda: None); runner.wait()
-True
+>>> runner.submit(lambda: None), runner.wait()
+(True, True)
+>>> runner.close(), runner.submit(lambda: None)
+(True, False)
 """
 
 from __future__ import annotations
@@ -23,18 +28,37 @@ class Latest:
         self._pending: Callable | None = None
         self._cond = threading.Condition()
         self._busy = False
+        self._closed = False
         self._on_error = on_error
         self.skipped = 0
-        worker = threading.Thread(target=_serve, args=(weakref.ref(self), self._cond), daemon=True)
-        worker.start()
+        self._worker = threading.Thread(
+            target=_serve, args=(weakref.ref(self), self._cond), name="gw-latest", daemon=True
+        )
+        self._worker.start()
 
-    def submit(self, fn: Callable[[], object]) -> None:
+    def submit(self, fn: Callable[[], object]) -> bool:
+        """Run ``fn`` soon in the worker, replacing a pending request; False once closed."""
         with self._cond:
+            if self._closed:
+                return False
             if self._pending is not None:
                 self.skipped += 1
             self._pending = fn
             self._busy = True
             self._cond.notify_all()
+            return True
+
+    def close(self, timeout: float = 2.0) -> bool:
+        """Drop the pending request and end the worker, waiting up to ``timeout`` s for a
+        running one to finish; True once the worker has ended. Closing twice is harmless."""
+        with self._cond:
+            self._closed = True
+            self._pending = None
+            self._cond.notify_all()
+        if self._worker is threading.current_thread():  # closed from inside a request
+            return False
+        self._worker.join(timeout)
+        return not self._worker.is_alive()
 
     def _next(self) -> Callable | None:
         """The newest request, or None (and idle) when there is none. Caller holds the lock."""
@@ -51,7 +75,7 @@ class Latest:
 
 
 def _serve(ref, cond: threading.Condition) -> None:
-    """The worker: runs requests as they come; ends once its runner is garbage."""
+    """The worker: runs requests as they come; ends once its runner is closed or garbage."""
     while True:
         with cond:
             runner = ref()
@@ -59,6 +83,8 @@ def _serve(ref, cond: threading.Condition) -> None:
                 return
             fn = runner._next()
             if fn is None:
+                if runner._closed:
+                    return
                 del runner
                 cond.wait(1.0)
                 continue
