@@ -1,11 +1,8 @@
 """The ProGAN generator: published layer names and state_dict layout, shapes, loading."""
 
-import math
-import re
-
 import pytest
 import torch
-import torch.nn.functional as F
+from published_layouts import PROGAN_64, progan_reference, progan_state_dict
 
 from gandissect_widgets.zoo.progan import ProgressiveGenerator, sizes_from_state_dict
 
@@ -56,60 +53,8 @@ def test_bad_input_raises_helpful_errors():
         ProgressiveGenerator.from_state_dict({"fc.weight": torch.zeros(1)})
 
 
-# ------------------------------------------------------------ the published checkpoint layout
-# Key names and shapes of D. Bau's ProGAN port (netdissect/proggan.py, as used by GAN Dissection,
-# converted from Karras et al.'s TensorFlow models), written out for SIZES: ``layer1`` is a 4x4
-# conv on the 1x1 latent (padding 3); then, per resolution, an upsampling 3x3 conv (odd layers
-# from 3) and a 3x3 conv; every conv is bias-free with its bias in ``wscale.b``; the last block
-# is ``output_RxR``, a 1x1 conv to RGB.
-PUBLISHED_64 = {
-    "layer1.conv.weight": (16, 32, 4, 4), "layer1.wscale.b": (16,),
-    "layer2.conv.weight": (16, 16, 3, 3), "layer2.wscale.b": (16,),
-    "layer3.conv.weight": (16, 16, 3, 3), "layer3.wscale.b": (16,),
-    "layer4.conv.weight": (16, 16, 3, 3), "layer4.wscale.b": (16,),
-    "layer5.conv.weight": (8, 16, 3, 3), "layer5.wscale.b": (8,),
-    "layer6.conv.weight": (8, 8, 3, 3), "layer6.wscale.b": (8,),
-    "layer7.conv.weight": (8, 8, 3, 3), "layer7.wscale.b": (8,),
-    "layer8.conv.weight": (8, 8, 3, 3), "layer8.wscale.b": (8,),
-    "layer9.conv.weight": (4, 8, 3, 3), "layer9.wscale.b": (4,),
-    "layer10.conv.weight": (4, 4, 3, 3), "layer10.wscale.b": (4,),
-    "output_64x64.conv.weight": (3, 4, 1, 1), "output_64x64.wscale.b": (3,),
-}  # fmt: skip
-
-
-def published_state_dict(layout, seed=0):
-    """Random values in a published layout: unit-normal conv weights, small biases."""
-    gen = torch.Generator().manual_seed(seed)
-    return {
-        k: torch.randn(shape, generator=gen) * (1.0 if k.endswith("weight") else 0.2)
-        for k, shape in layout.items()
-    }
-
-
-def reference_forward(sd, z):
-    """The published forward in plain torch: per block pixel norm, (nearest x2 upsample on odd
-    layers from 3), conv, times sqrt(2 / fan_in) plus ``wscale.b``, leaky ReLU 0.2; the output
-    block scales by 1 / sqrt(fan_in) (gain 1) and is not clamped."""
-
-    def pixel_norm(x):
-        return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + 1e-8)
-
-    x, i = z[:, :, None, None], 1
-    while f"layer{i}.conv.weight" in sd:
-        w, b = sd[f"layer{i}.conv.weight"], sd[f"layer{i}.wscale.b"]
-        x = pixel_norm(x)
-        if i >= 3 and i % 2:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = F.conv2d(x, w, padding=3 if i == 1 else 1) * math.sqrt(2 / w[0].numel())
-        x = F.leaky_relu(x + b[:, None, None], 0.2)
-        i += 1
-    (out,) = [k[: -len(".conv.weight")] for k in sd if re.fullmatch(r"output_.*\.conv\.weight", k)]
-    w, b = sd[f"{out}.conv.weight"], sd[f"{out}.wscale.b"]
-    return F.conv2d(pixel_norm(x), w) / math.sqrt(w.shape[1]) + b[:, None, None]
-
-
 def test_published_layout_loads_and_matches_reference_forward():
-    sd = published_state_dict(PUBLISHED_64)
+    sd = progan_state_dict(PROGAN_64)  # built key by key, not by our class
     g = ProgressiveGenerator.from_state_dict(sd).eval()
     assert g.sizes == SIZES and g.resolution == 64
     seen = []
@@ -117,7 +62,7 @@ def test_published_layout_loads_and_matches_reference_forward():
     z = torch.randn(3, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = g(z)
-    expected = reference_forward(sd, z)
+    expected = progan_reference(sd, z)
     torch.testing.assert_close(seen[0], expected, rtol=1e-5, atol=1e-5)  # before the clamp
     torch.testing.assert_close(out, expected.clamp(-1, 1), rtol=1e-5, atol=1e-5)
     assert ((expected > -1) & (expected < 1)).float().mean() > 0.2  # the clamp hides little

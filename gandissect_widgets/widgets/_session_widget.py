@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import ipywidgets as w
 
+from ._owner import Owner, closes_on_failure
 
-class SessionWidget(w.VBox):
+__all__ = ["SessionWidget", "closes_on_failure", "parse_units"]
+
+
+class SessionWidget(Owner, w.VBox):
     """A VBox bound to a Session: ``refresh()`` runs on every Session event until ``close()``.
 
-    Subclasses build their children, then call ``self._bind(session)``.
+    Subclasses build their children, then call ``self._bind(session)``; they decorate
+    ``__init__`` with :func:`closes_on_failure`, so a constructor that raises leaves no
+    subscription, models or worker thread behind. A worker goes in ``self._runner``.
     """
 
     def _bind(self, session) -> None:
@@ -24,21 +30,11 @@ class SessionWidget(w.VBox):
         raise NotImplementedError
 
     def close(self) -> None:
-        """Stop listening to the Session and close every child widget."""
+        """Stop listening to the Session, stop the worker and close every model made here
+        (so a re-run cell leaves no live comms or threads behind)."""
         if getattr(self, "session", None) is not None:
             self.session.unobserve(self._on_session_event)
-        for child in self._owned():
-            child.close()
         super().close()
-
-    def _owned(self):
-        """Every widget below this one (so a re-run cell leaves no live comms behind)."""
-        stack, seen = list(self.children), []
-        while stack:
-            child = stack.pop()
-            seen.append(child)
-            stack.extend(getattr(child, "children", ()))
-        return seen
 
 
 def parse_units(text: str, count: int) -> list[int]:

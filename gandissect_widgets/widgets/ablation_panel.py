@@ -14,7 +14,7 @@ import time
 import ipywidgets as w
 
 from ._latest import Latest
-from ._session_widget import SessionWidget, parse_units
+from ._session_widget import SessionWidget, closes_on_failure, parse_units
 from .image_grid import ImageGrid
 from .paint_canvas import PaintCanvas
 
@@ -31,6 +31,7 @@ class AblationPanel(SessionWidget):
     stale renders. ``panel.edit`` is the edit; ``panel.wait()`` waits for the render.
     """
 
+    @closes_on_failure
     def __init__(
         self,
         session,
@@ -174,6 +175,8 @@ class AblationPanel(SessionWidget):
         self.edited.set_images(self.session.generate(self.seeds))
 
     def close(self) -> None:
-        """Stop listening (the edit stays on the Session: edits outlive widgets)."""
-        self.wait(5)
+        """Finish the newest render, then stop listening and free the worker and models
+        (the edit stays on the Session: edits outlive widgets)."""
+        if self._runner is not None:
+            self.wait(5)
         super().close()

@@ -24,6 +24,7 @@ import torch
 import traitlets as t
 
 from .. import render
+from ._owner import Owner, closes_on_failure
 from ._validate import InvalidValue, in_range
 
 __all__ = ["ImageGrid"]
@@ -63,7 +64,7 @@ def _as_image_stack(images) -> np.ndarray:
     return arr
 
 
-class ImageGrid(anywidget.AnyWidget):
+class ImageGrid(Owner, anywidget.AnyWidget):
     """N images in a grid, each with an optional heatmap overlay and a caption.
 
     ``size`` is the displayed width of each image in CSS pixels; clicks report image pixels.
@@ -94,6 +95,7 @@ class ImageGrid(anywidget.AnyWidget):
     _check_opacity = in_range("opacity", low=0, high=1)
     _check_counts = in_range("columns", "size", low=1)
 
+    @closes_on_failure
     def __init__(
         self,
         images=None,

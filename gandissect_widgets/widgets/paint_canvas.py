@@ -25,6 +25,7 @@ import torch
 import traitlets as t
 
 from .. import render
+from ._owner import Owner, closes_on_failure
 from ._validate import InvalidValue, in_range
 
 __all__ = ["PaintCanvas"]
@@ -39,7 +40,7 @@ def _bytes_from_json(value, _widget) -> bytes:
     return bytes(value) if value is not None else b""
 
 
-class PaintCanvas(anywidget.AnyWidget):
+class PaintCanvas(Owner, anywidget.AnyWidget):
     """Paint a binary mask over an image with a brush (mouse, pen or touch).
 
     ``brush`` is the brush diameter in image pixels; ``size`` the displayed width in CSS
@@ -68,6 +69,7 @@ class PaintCanvas(anywidget.AnyWidget):
     _check_opacity = in_range("opacity", low=0, high=1)
     _check_sizes = in_range("brush", "size", low=1)
 
+    @closes_on_failure
     def __init__(
         self,
         image=None,

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import rewrite as rw
 from ._latest import Latest
-from ._session_widget import SessionWidget
+from ._session_widget import SessionWidget, closes_on_failure
 from .image_grid import ImageGrid
 from .paint_canvas import PaintCanvas
 
@@ -36,6 +36,7 @@ class RuleEditor(SessionWidget):
     Execute or render. ``stat_samples`` and ``cache`` go to :func:`rewrite.rewrite`.
     """
 
+    @closes_on_failure
     def __init__(
         self,
         session,
@@ -303,6 +304,15 @@ class RuleEditor(SessionWidget):
         if self._job is not None:
             self._job.join(timeout)
         return self._runner.wait(timeout) and not (self._job and self._job.is_alive())
+
+    def close(self, timeout: float = 5) -> None:
+        """Cancel a running Execute (waiting up to ``timeout`` s), then stop listening and
+        free the worker and models (a finished rewrite stays on the Session)."""
+        job = getattr(self, "_job", None)
+        if job is not None and job is not threading.current_thread():
+            self._cancel.set()
+            job.join(timeout)
+        super().close()
 
     # ------------------------------------------------------------------ files
     def save(self) -> None:

@@ -23,6 +23,7 @@ import torch
 import traitlets as t
 
 from .. import render
+from ._owner import Owner
 
 __all__ = [
     "Snapshot",
@@ -57,7 +58,7 @@ def _as_uint8(images, what: str) -> np.ndarray:
     return arr
 
 
-class Snapshot(anywidget.AnyWidget):
+class Snapshot(Owner, anywidget.AnyWidget):
     """Pages of image groups, each image with an optional heatmap; the reader picks a page.
 
     Build it with :meth:`add_page` (or the ``snapshot_*`` functions). Identical images are

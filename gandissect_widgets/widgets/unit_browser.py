@@ -16,7 +16,8 @@ import ipywidgets as w
 import torch
 import traitlets as t
 
-from ._session_widget import SessionWidget
+from ._owner import Owner
+from ._session_widget import SessionWidget, closes_on_failure
 from .image_grid import ImageGrid
 
 __all__ = ["UnitBrowser"]
@@ -25,7 +26,7 @@ _SORTS = [("by IoU", "iou"), ("by unit", "unit"), ("by activation", "activation"
 _STATIC = pathlib.Path(__file__).parent / "static"
 
 
-class UnitList(anywidget.AnyWidget):
+class UnitList(Owner, anywidget.AnyWidget):
     """A list of units whose arrow keys step through it (the notebook's shortcuts stay out).
 
     >>> UnitList(units=[3, 1], labels=["unit 3", "unit 1"], value=3).value
@@ -47,6 +48,7 @@ class UnitBrowser(SessionWidget):
     Arrow keys step through the list. ``browser.unit`` reads or sets the selected unit.
     """
 
+    @closes_on_failure
     def __init__(
         self,
         session,
