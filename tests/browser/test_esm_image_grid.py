@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from gandissect_widgets import render
 from gandissect_widgets.widgets import ImageGrid
@@ -117,6 +118,23 @@ def test_python_changes_redraw(mount):
     assert view.el.locator("figcaption").all_inner_texts() == ["x", "y"]
 
 
+def _expected_cell(grid, image, heat, size):
+    """What one cell should show at ``size`` px: the image scaled up nearest-neighbour, the
+    heatmap blended by render.overlay, and the threshold contour (white inside, darkened
+    outside); returns (pixels, contour mask)."""
+    scale = size // image.shape[0]
+    big = image.repeat(scale, 0).repeat(scale, 1)
+    expected = render.overlay(big[None], heat[None], grid.cmap, grid.opacity, grid.vmin, grid.vmax)
+    value = render.resize_mask(torch.as_tensor(heat[None]), (size, size))[0].numpy()
+    inside = value >= grid.threshold
+    edge = np.zeros_like(inside)
+    edge[1:] |= inside[1:] != inside[:-1]
+    edge[:-1] |= inside[1:] != inside[:-1]
+    edge[:, 1:] |= inside[:, 1:] != inside[:, :-1]
+    edge[:, :-1] |= inside[:, 1:] != inside[:, :-1]
+    return expected[0], edge & inside
+
+
 @pytest.mark.parametrize("dark", [False, True])
 def test_screenshot(mount, tmp_path, dark):
     yy, xx = np.mgrid[0:64, 0:64] / 63
@@ -130,8 +148,30 @@ def test_screenshot(mount, tmp_path, dark):
     gy, gx = np.mgrid[0:8, 0:8]
     heat = np.stack([np.exp(-((gx - 2 - k) ** 2 + (gy - 3) ** 2) / 6) for k in range(6)])
     grid = ImageGrid(imgs, heatmaps=heat, captions=[f"sample {k}" for k in range(6)], columns=3)
-    grid.size, grid.threshold = 96, 0.5
+    grid.size, grid.threshold = 128, 0.5  # 2 screen px per image px
     view = mount(grid, dark=dark)
     view.page.mouse.move(view.box(index=1)["x"] + 40, view.box(index=1)["y"] + 40)
     path = view.screenshot(f"image_grid_{'dark' if dark else 'light'}", tmp_path)
-    assert path.stat().st_size > 1000
+    shot = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    origin = view.el.bounding_box()
+    for k in range(6):
+        box = view.box(index=k)
+        x, y = round(box["x"] - origin["x"]), round(box["y"] - origin["y"])
+        assert (box["width"], box["height"]) == (128, 128)
+        cell = shot[y : y + 128, x : x + 128]
+        expected, contour = _expected_cell(grid, imgs[k], grid.heatmaps[k], 128)
+        near = contour.copy()  # the contour may fall one pixel either way of ours
+        for axis in (0, 1):
+            near |= np.roll(contour, 1, axis) | np.roll(contour, -1, axis)
+        rest = ~near & ~np.roll(near, 1, 0) & ~np.roll(near, -1, 0)
+        for cy in (0, 1, -2, -1):  # the rounded corners (border-radius 2px)
+            rest[cy, [0, 1, -2, -1]] = False
+        diff = np.abs(cell - expected.astype(int))[rest]
+        assert diff.mean() < 1.5 and diff.max() <= 8, (k, diff.mean(), diff.max())
+        white = (cell == 255).all(-1)
+        assert contour.sum() > 20 and white[contour].mean() > 0.8, k  # the contour is drawn
+        assert not (white & ~near).any(), k  # and nothing else is white
+    # the cells are in their places: 3 columns, the images in order, captions below each
+    boxes = [view.box(index=k) for k in range(6)]
+    assert [b["y"] for b in boxes[:3]] == [boxes[0]["y"]] * 3 < [b["y"] for b in boxes[3:]]
+    assert view.el.locator("figcaption").all_inner_texts() == [f"sample {k}" for k in range(6)]
