@@ -8,7 +8,7 @@ import time
 import gandissect_widgets as gw
 from benchmarks._timing import report
 from gandissect_widgets import rewrite as rw
-from gandissect_widgets.rewrite_examples import example_rule
+from gandissect_widgets.zoo.hamlet import example_rule
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     report(f"rank-1 rewrite, {steps} steps, moment cached (goal <= 3 s)", f"{seconds:.2f} s")
 
     held_out = range(10_000, 10_200)  # not among the seeds the rule was picked from
-    result = rw.rewrite_eval(
+    result = gw.rewrite_eval(
         session, edit, rule["source_concept"], rule["target_concept"], seeds=held_out
     )
     report("trees on roofs: success (goal >= 60%)", f"{result['success']:.1%}")

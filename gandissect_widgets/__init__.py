@@ -6,18 +6,19 @@
 """
 
 from . import render, stats, zoo
-from .dissect import AblationEffect, AccuracyChange, Dissection
-from .edits import Ablation, EditStack, WeightEdit
+from .dissect import Dissection
+from .edits import Ablation, EditStack, State, WeightEdit
+from .effects import AblationEffect, AccuracyChange, rewrite_eval
 from .jobs import Cancelled, Job
 from .report import save_html
-from .rewrite import Rewrite, load_edit, rewrite_eval
+from .rewrite import Rewrite, load_edit
 from .session import Session, SessionEvent
 from .widgets import AblationPanel, ImageGrid, PaintCanvas, RuleEditor, Snapshot, UnitBrowser
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Session", "SessionEvent", "Ablation", "WeightEdit", "EditStack", "Dissection",
+    "Session", "SessionEvent", "State", "Ablation", "WeightEdit", "EditStack", "Dissection",
     "AblationEffect", "AccuracyChange", "Job", "Cancelled",
     "ImageGrid", "PaintCanvas", "UnitBrowser", "AblationPanel", "RuleEditor", "Snapshot",
     "Rewrite", "load_edit", "rewrite_eval", "save_html", "render", "stats", "zoo",

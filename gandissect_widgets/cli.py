@@ -163,9 +163,9 @@ def _removal_text(removed: float) -> str:
 
 def _rewrite_section(session, args) -> list:
     """The scripted rule ("trees grow on roofs") applied, measured and shown before/after."""
-    from .rewrite import rewrite_eval
-    from .rewrite_examples import example_rule
+    from .effects import rewrite_eval
     from .widgets.snapshot import _compare_edit
+    from .zoo.hamlet import example_rule
 
     try:
         rule = example_rule(session)

@@ -20,7 +20,8 @@ from functools import partial
 
 import torch
 
-from . import stats
+from . import passes, stats
+from .edits import State
 
 __all__ = ["run_shards", "shard_seeds"]
 
@@ -34,35 +35,38 @@ def shard_seeds(seeds: list[int], shard_size: int) -> list[list[int]]:
 
 
 def _worker_session(recipe, edits):
-    """The Session for ``recipe`` in this process (built once), with exactly ``edits`` active."""
+    """(the Session for ``recipe`` in this process, built once; the State of ``edits`` on it).
+
+    The Session's own stack is never touched, so shards may share it from several threads.
+    """
     key = hashlib.sha256(pickle.dumps(recipe)).hexdigest()
     session = _SESSIONS.get(key)
     if session is None:
-        session = _SESSIONS[key] = recipe()
-    session.reset()
+        session = _SESSIONS.setdefault(key, recipe())
+    state = State()
     for edit in edits:
-        session.push(edit)
-    return session
+        state = state.plus(session.check_edit(edit, state))
+    return session, state
 
 
 def first_pass_shard(seeds, *, recipe, edits, layer, batch_size, k):
     """Worker side of dissection pass 1: state dicts of the quantile sketch, top-k, moments."""
-    from .dissect import _first_pass
-
     torch.set_num_threads(1)
-    session = _worker_session(recipe, edits)
-    (q, top, mom), _, _ = _first_pass(session, layer, seeds, batch_size, k, seed=seeds[0])
+    session, state = _worker_session(recipe, edits)
+    (q, top, mom), _, _ = passes.first_pass(
+        session, state, layer, seeds, batch_size, k, seed=seeds[0]
+    )
     return q.state_dict(), top.state_dict(), mom.state_dict()
 
 
 def second_pass_shard(seeds, *, recipe, edits, layer, batch_size, thresholds):
     """Worker side of dissection pass 2: the IoU counts' state dict."""
-    from .dissect import _second_pass, _segmenter_of
-
     torch.set_num_threads(1)
-    session = _worker_session(recipe, edits)
-    concepts, segment = _segmenter_of(session, None)
-    iou = _second_pass(session, layer, seeds, batch_size, thresholds, segment, len(concepts))
+    session, state = _worker_session(recipe, edits)
+    concepts, segment = passes.concept_source(session)
+    iou = passes.second_pass(
+        session, state, layer, seeds, batch_size, thresholds, segment, len(concepts)
+    )
     return iou.state_dict()
 
 
@@ -95,18 +99,17 @@ def run_shards(executor: Executor, fn, shards: list, step=None, retries: int = R
 
 
 def dissect_sharded(
-    session, layer, seeds, bs, quantile, concepts, k, executor, shard_size, step=None
+    session, state, layer, seeds, bs, quantile, concepts, k, executor, shard_size, step=None
 ):
-    """Dissection with both passes sharded over ``executor``; merged on the caller's side."""
-    from .dissect import _result
-
+    """Both dissection passes at ``state``, sharded over ``executor`` and merged here:
+    (quantile sketch, top-k, moments, IoU counts, thresholds)."""
     recipe = session.recipe
     if recipe is None:
         raise ValueError(
             "an executor needs a Session that workers can rebuild: make it with "
             "Session.from_zoo(...) or set session.recipe to a picklable callable returning it"
         )
-    edits = list(session.edits)
+    edits = list(state.edits)
     shards = shard_seeds(seeds, shard_size)
     common = dict(recipe=recipe, edits=edits, layer=layer, batch_size=bs)
     first = run_shards(executor, partial(first_pass_shard, k=k, **common), shards, step)
@@ -122,4 +125,4 @@ def dissect_sharded(
     iou = stats.IoU(thresholds, len(concepts))
     for state in second:
         iou.merge(stats.IoU(thresholds, len(concepts)).load_state_dict(state))
-    return _result(layer, concepts, seeds, quantile, q, top, mom, iou, thresholds)
+    return q, top, mom, iou, thresholds

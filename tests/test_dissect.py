@@ -108,7 +108,7 @@ def test_classifier_dissection_and_accuracy(labelled_session):
         (dict(layer="nope"), KeyError, "layers are"),
         (dict(n=4, batch_size=8), ValueError, "fewer than batch_size"),
         (dict(n=0), ValueError, "positive integer"),
-        (dict(quantile=1.5), ValueError, "between 0 and 1"),
+        (dict(quantile=1.5), ValueError, r"quantile must be a number in \(0, 1\)"),
     ],
 )
 def test_dissect_bad_input(seg_session, kwargs, error, words):

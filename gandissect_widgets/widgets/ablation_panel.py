@@ -43,7 +43,7 @@ class AblationPanel(SessionWidget):
         columns: int = 4,
         size: int = 112,
     ):
-        self.layer = session._check_layer(layer)
+        self.layer = session.check_layer(layer)
         self.seeds = list(seeds) if seeds is not None else session.samples
         self._count = session.layer_shape(self.layer)[0]
         self.edit = None

@@ -48,7 +48,7 @@ class RuleEditor(SessionWidget):
         stat_samples: int = 1000,
         cache=True,
     ):
-        rw._conv_of(session, layer)  # a clear error now rather than at Execute
+        rw.conv_of(session, layer)  # a clear error now rather than at Execute
         self.layer = layer
         self.seeds = list(seeds) if seeds is not None else session.samples
         self.stat_samples, self.cache = stat_samples, cache

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import traitlets as t
 
-from .. import render
+from .. import checks, render
 from ._owner import Owner
 
 __all__ = [
@@ -230,11 +230,11 @@ def snapshot_units(
 
     >>> snap = snapshot_units(session, "layer4", [3, 12])   # doctest: +SKIP
     """
-    layer = session._check_layer(layer)
+    layer = session.check_layer(layer)
     dissection = session.dissections.get(layer)
     if units is None:
         units = _default_units(session, layer, dissection, max_units)
-    units = session._check_units(layer, units)
+    units = checks.units(units, session.layer_shape(layer)[0], layer)
     if len(units) > max_units:
         raise ValueError(
             f"{len(units)} units asked for, more than max_units={max_units}; "

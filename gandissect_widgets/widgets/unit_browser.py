@@ -60,7 +60,7 @@ class UnitBrowser(SessionWidget):
         top: int = 8,
         pool: int = 64,
     ):
-        self.layer = session._check_layer(layer)
+        self.layer = session.check_layer(layer)
         self.seeds = list(seeds) if seeds is not None else session.samples
         self.top, self.pool = top, pool
         self._count = session.layer_shape(self.layer)[0]

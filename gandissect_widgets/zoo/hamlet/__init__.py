@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from ..progan import ProgressiveGenerator
 from .nets import Classifier, Segmenter
+from .rule import example_rule
 from .world import CONCEPTS, SCENES, TEST_SEED_START, render
 
 __all__ = [
@@ -69,17 +70,3 @@ def load_classifier(path=None) -> Classifier:
     clf = Classifier()
     clf.load_state_dict(_weights("classifier", path))
     return clf.eval()
-
-
-def example_rule(session=None, **kwargs) -> dict:
-    """The scripted rewriting example "trees grow on roofs" for the hamlet generator.
-
-    Returns ``layer``, ``request`` (keyword arguments of ``session.rewrite``),
-    ``source_concept`` and ``target_concept``; see :mod:`gandissect_widgets.rewrite_examples`.
-
-    >>> rule = example_rule()                                    # doctest: +SKIP
-    >>> edit = session.rewrite(rule["layer"], **rule["request"])  # doctest: +SKIP
-    """
-    from ...rewrite_examples import example_rule as _example_rule
-
-    return _example_rule(session, **kwargs)

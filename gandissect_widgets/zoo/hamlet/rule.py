@@ -5,8 +5,9 @@ machine: the copied tree crown is the densest one among the candidate samples, t
 the roofs of the samples with the most roof, and the paste goes on the densest roof.
 
 >>> import gandissect_widgets as gw
->>> rule = example_rule()                                            # doctest: +SKIP
->>> edit = gw.rewrite.rewrite(session, rule["layer"], **rule["request"])   # doctest: +SKIP
+>>> session = gw.Session.from_zoo("hamlet")                          # doctest: +SKIP
+>>> rule = example_rule(session)                                     # doctest: +SKIP
+>>> edit = session.rewrite(rule["layer"], **rule["request"])         # doctest: +SKIP
 >>> gw.rewrite_eval(session, edit, rule["source_concept"], rule["target_concept"])  # doctest: +SKIP
 """
 
@@ -22,7 +23,7 @@ _LAYER = "layer6"
 
 
 def example_rule(
-    session=None,
+    session,
     *,
     layer: str = _LAYER,
     source: str = "roof",
@@ -33,7 +34,7 @@ def example_rule(
 ) -> dict:
     """The scripted rule "every ``source`` gets a ``target``" (default: trees grow on roofs).
 
-    ``session`` is a generator Session with a segmenter (default: the hamlet one). Samples are
+    ``session`` is a generator Session with a segmenter (e.g. the hamlet one). Samples are
     chosen among seeds ``0..candidates-1``. Returns ``layer``, ``request`` (the keyword
     arguments of ``rewrite``), ``source_concept`` and ``target_concept``.
 
@@ -41,7 +42,6 @@ def example_rule(
     >>> sorted(rule["request"])                                      # doctest: +SKIP
     ['context', 'copy', 'paste', 'rank']
     """
-    session = _hamlet_session() if session is None else session
     seg = session.segmenter
     if seg is None:
         raise ValueError("example_rule needs a Session with a segmenter (segmenter=...)")
@@ -75,13 +75,6 @@ def example_rule(
         "source_concept": source,
         "target_concept": target,
     }
-
-
-def _hamlet_session():
-    from . import zoo
-    from .session import Session
-
-    return Session(zoo.load("hamlet"), segmenter=zoo.load_segmenter("hamlet"))
 
 
 def _density(mask: torch.Tensor, window: int) -> torch.Tensor:

@@ -1,0 +1,149 @@
+"""The Rewrite edit (a rank-r change of one conv weight) and its file format (.npz).
+
+>>> edit.save("rule.npz"); session.push(load_edit("rule.npz"))      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..cache import weights_fingerprint
+from ..edits import WeightEdit
+
+__all__ = ["Rewrite", "load_edit", "FORMAT"]
+
+FORMAT = "gandissect-widgets rewrite 1"
+
+
+class Rewrite(WeightEdit):
+    """A rank-``r`` change of one conv weight, with the request that made it.
+
+    ``delta = einsum("orab,ri->oiab", lam, directions)`` is added to ``param`` (e.g.
+    ``"conv.weight"``) of block ``layer``. The Session refuses it on weights other than those
+    it was made for (``fingerprint``); undo restores them bit-exactly.
+
+    >>> e = Rewrite("layer6", "conv.weight", torch.ones(1, 4), torch.zeros(8, 1, 3, 3),
+    ...             request={"rank": 1}, fingerprint="ab12")
+    >>> e.delta.shape, e.describe()
+    (torch.Size([8, 4, 3, 3]), 'rewrite layer6 (rank 1)')
+    """
+
+    kind = "rewrite"
+
+    def __init__(
+        self,
+        layer: str,
+        param: str,
+        directions: torch.Tensor,
+        lam: torch.Tensor,
+        *,
+        request: dict,
+        fingerprint: str,
+        losses: Sequence[float] = (),
+        seconds: float = 0.0,
+    ):
+        self.directions = directions.detach().float().cpu().contiguous()
+        self.lam = lam.detach().float().cpu().contiguous()
+        super().__init__(layer, param, delta_of(self.lam, self.directions))
+        self.request = request
+        self.fingerprint = fingerprint
+        self.losses = [float(x) for x in losses]
+        self.seconds = float(seconds)
+
+    @property
+    def rank(self) -> int:
+        return int(self.directions.shape[0])
+
+    def check(self, model) -> None:
+        """Refuse to apply onto weights other than those the edit was made for."""
+        super().check(model)
+        found = weights_fingerprint(model)
+        if found != self.fingerprint:
+            raise ValueError(
+                f"this rewrite was made for weights with fingerprint {self.fingerprint}, but the "
+                f"model's weights have fingerprint {found}: it belongs to another model (or to "
+                "another stack of weight edits)"
+            )
+
+    def describe(self) -> str:
+        return f"rewrite {self.layer} (rank {self.rank})"
+
+    def save(self, path) -> Path:
+        """Write the request, the factors of the delta and the fingerprint to ``path`` (.npz).
+
+        >>> edit.save("rule.npz")        # doctest: +SKIP
+        """
+        req = self.request
+        arrays = {
+            "format": np.array(FORMAT),
+            "layer": np.array(self.layer),
+            "param": np.array(self.param),
+            "fingerprint": np.array(self.fingerprint),
+            "directions": self.directions.numpy(),
+            "lam": self.lam.numpy(),
+            "losses": np.asarray(self.losses, np.float32),
+            "seconds": np.array(self.seconds),
+            "steps": np.array(int(req["steps"])),
+            "lr": np.array(float(req["lr"])),
+            "context_seeds": np.array([s for s, _ in req["context"]], np.int64),
+            "context_masks": np.stack([m for _, m in req["context"]]).astype(np.float32),
+            "copy_seed": np.array(req["copy"][0]),
+            "copy_mask": req["copy"][1].astype(np.float32),
+            "paste_seed": np.array(req["paste"][0]),
+        }
+        where = req["paste"][1]
+        key = "paste_mask" if isinstance(where, np.ndarray) else "paste_yx"
+        arrays[key] = np.asarray(where, np.float32)
+        path = Path(path)
+        np.savez_compressed(path, **arrays)
+        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
+def load_edit(path) -> Rewrite:
+    """Read a :class:`Rewrite` written by :meth:`Rewrite.save`; push it to apply it.
+
+    No optimisation runs; pushing onto a model with other weights raises ValueError.
+
+    >>> session.push(load_edit("rule.npz"))     # doctest: +SKIP
+    """
+    with np.load(path, allow_pickle=False) as f:
+        a = {k: f[k] for k in f.files}
+    if str(a.get("format", "")) != FORMAT:
+        raise ValueError(f"{path} is not a saved rewrite (expected format {FORMAT!r})")
+    needed = ["layer", "param", "fingerprint", "directions", "lam", "losses", "seconds", "steps"]
+    needed += ["lr", "context_seeds", "context_masks", "copy_seed", "copy_mask", "paste_seed"]
+    missing = [k for k in needed if k not in a] + (
+        [] if "paste_mask" in a or "paste_yx" in a else ["paste_mask or paste_yx"]
+    )
+    if missing:
+        raise ValueError(f"{path} is an incomplete saved rewrite: missing {', '.join(missing)}")
+    paste = a["paste_mask"] if "paste_mask" in a else tuple(float(v) for v in a["paste_yx"])
+    directions = torch.from_numpy(a["directions"])
+    request = {
+        "layer": str(a["layer"]),
+        "context": [(int(s), m) for s, m in zip(a["context_seeds"], a["context_masks"])],
+        "copy": (int(a["copy_seed"]), a["copy_mask"]),
+        "paste": (int(a["paste_seed"]), paste),
+        "rank": int(directions.shape[0]),
+        "steps": int(a["steps"]),
+        "lr": float(a["lr"]),
+    }
+    return Rewrite(
+        str(a["layer"]),
+        str(a["param"]),
+        directions,
+        torch.from_numpy(a["lam"]),
+        request=request,
+        fingerprint=str(a["fingerprint"]),
+        losses=a["losses"].tolist(),
+        seconds=float(a["seconds"]),
+    )
+
+
+def delta_of(lam: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """(C_out, r, kh, kw) x (r, C_in) -> (C_out, C_in, kh, kw)."""
+    return torch.einsum("orab,ri->oiab", lam, directions)

@@ -1,0 +1,213 @@
+"""Fitting a rewrite: the goal from copy and paste, and Adam on the low-rank factor Lambda.
+
+>>> edit = make_rewrite(s, "layer6", [(3, roof)], (1, tree), (3, (20, 30)))  # doctest: +SKIP
+>>> with s.temporarily(edit): preview = s.generate([3])                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..cache import weights_fingerprint
+from ..render import resize_mask
+from .edit import Rewrite
+from .keys import context_keys, features, rule_directions, second_moment
+from .request import check_request, conv_of
+
+__all__ = ["make_rewrite", "DEFAULT_STEPS", "DEFAULT_LR"]
+
+DEFAULT_STEPS = 400
+DEFAULT_LR = 0.05
+
+
+def _clean_copy(block: nn.Module) -> nn.Module:
+    """A deep copy of ``block`` without any forward hooks (ours or anyone's)."""
+    block = _copy.deepcopy(block)
+    for m in block.modules():
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
+    return block
+
+
+def _placement(session, copy, paste, grid) -> tuple[int, int]:
+    """Grid-cell offset (dy, dx) that moves the copied region to where it is pasted."""
+    h, w = session.image_size
+    ys, xs = np.nonzero(copy[1] > 0)
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    where = paste[1]
+    if isinstance(where, np.ndarray):
+        ys, xs = np.nonzero(where > 0)
+        ty, tx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    else:
+        ty, tx = where
+    return int(round((ty - cy) * grid[0] / h)), int(round((tx - cx) * grid[1] / w))
+
+
+def _shift(t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Move the last two axes by (dy, dx) cells, filling with zeros."""
+    out = torch.zeros_like(t)
+    h, w = t.shape[-2:]
+    ys, yd = slice(max(0, -dy), min(h, h - dy)), slice(max(0, dy), min(h, h + dy))
+    xs, xd = slice(max(0, -dx), min(w, w - dx)), slice(max(0, dx), min(w, w + dx))
+    out[..., yd, xd] = t[..., ys, xs]
+    return out
+
+
+def _goal(session, feats, copy, paste) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target values v*, loss weights) of the paste sample on the value grid."""
+    values = feats["values"]
+    grid = values.shape[-2:]
+    a, b = feats["rows"][copy[0]], feats["rows"][paste[0]]
+    dy, dx = _placement(session, copy, paste, grid)
+    weight = _shift(resize_mask(copy[1], grid).to(values), dy, dx)
+    if float(weight.sum()) <= 0:
+        raise ValueError("the pasted region lies outside the image; paste it further inside")
+    moved = _shift(values[a], dy, dx)
+    target = values[b] * (1 - weight) + moved * weight
+    return target[None], weight[None, None]
+
+
+def make_rewrite(
+    session,
+    layer: str,
+    context,
+    copy=None,
+    paste=None,
+    *,
+    rank: int = 1,
+    steps: int = DEFAULT_STEPS,
+    lr: float = DEFAULT_LR,
+    stat_samples: int = 1000,
+    cache=True,
+    progress: Callable[[int, float], object] | None = None,
+    cancel: threading.Event | None = None,
+) -> Rewrite | None:
+    """Compute a :class:`Rewrite` without applying it (see :func:`rewrite`); None if cancelled.
+
+    >>> edit = make_rewrite(s, "layer6", [(3, roof)], (1, tree), (3, (20, 30)))  # doctest: +SKIP
+    >>> with s.temporarily(edit): preview = s.generate([3])                    # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    req = check_request(session, layer, context, copy, paste, rank, steps, lr)
+    conv_path, param = conv_of(session, layer)
+    state = session.state.weights_only()
+    with session.weights_at(state) as model:  # the fit's own copy, made from the clean block
+        fingerprint = weights_fingerprint(model)
+        block = _clean_copy(model.get_submodule(layer))
+    c_in = block.get_submodule(param.rpartition(".")[0]).weight.shape[1]
+    if req["rank"] > c_in:
+        raise ValueError(f"rank {rank} is larger than {layer!r}'s {c_in} input channels")
+    seeds = [s for s, _ in req["context"]] + [req["copy"][0], req["paste"][0]]
+    feats = features(session, state, layer, conv_path, seeds)
+    ctx_keys = feats["keys"][[feats["rows"][s] for s, _ in req["context"]]]
+    keys = context_keys(ctx_keys, [m for _, m in req["context"]])
+    if req["rank"] > keys.shape[0]:
+        raise ValueError(
+            f"rank {rank} needs at least {rank} painted context positions on {layer!r}'s grid; "
+            f"got {keys.shape[0]}"
+        )
+    target, weight = _goal(session, feats, req["copy"], req["paste"])
+    moment = second_moment(session, layer, stat_samples, cache=cache, state=state)
+    directions = rule_directions(keys, moment, req["rank"]).to(session.device)
+    b = feats["rows"][req["paste"][0]]
+    f = _LowRankBlock(block, param, directions, feats, b)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: thread hand-offs would cost more than the work
+    try:
+        lam, losses = _fit(f, target, weight, req, progress, cancel)
+    finally:
+        torch.set_num_threads(threads)
+    if lam is None:
+        return None
+    return Rewrite(
+        layer,
+        param,
+        directions,
+        lam,
+        request=req,
+        fingerprint=fingerprint,
+        losses=losses,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+class _LowRankBlock(nn.Module):
+    """The block on one sample as a function of Lambda alone.
+
+    A conv is linear in its weight, so conv(k, W0 + Lambda D) = conv(k, W0) + conv(D k, Lambda):
+    the first term is computed once and each step convolves only the r projected channels.
+    The rest of the block (normalisation, bias, nonlinearity after the conv) runs as usual on
+    a private copy, so the live model is never touched.
+    """
+
+    def __init__(self, block, param, directions, feats, row):
+        super().__init__()
+        conv_name = param.rpartition(".")[0]
+        self.block = block
+        conv = self.block.get_submodule(conv_name) if conv_name else self.block
+        keys = feats["keys"][row : row + 1]
+        with torch.no_grad():
+            self.base = conv(keys)
+            self.projected = torch.einsum("ri,nihw->nrhw", directions, keys)
+        self.conv = conv
+        self.lam = nn.Parameter(
+            torch.zeros(conv.weight.shape[0], len(directions), *conv.weight.shape[2:]).to(keys)
+        )
+        if conv_name:
+            parent, _, leaf = conv_name.rpartition(".")
+            setattr(self.block.get_submodule(parent) if parent else self.block, leaf, _Replay(self))
+            self.block_in = feats["block_in"][row : row + 1]
+
+    def _conv_out(self) -> torch.Tensor:
+        return self.base + self.conv._conv_forward(self.projected, self.lam, None)
+
+    def forward(self) -> torch.Tensor:
+        return self.block(self.block_in) if hasattr(self, "block_in") else self._conv_out()
+
+
+class _Replay(nn.Module):
+    """Stands in for the conv inside the block copy: returns the low-rank-edited output."""
+
+    def __init__(self, owner):
+        super().__init__()
+        self._owner = [owner]  # a list, so the owner is not registered as a child (no cycle)
+
+    def forward(self, x):
+        return self._owner[0]._conv_out()
+
+
+def _fit(f, target, weight, req, progress, cancel):
+    """Adam on Lambda minimising the masked L1 between the block's output and the target.
+
+    Adam is written out (a few lines) because ``torch.optim`` imports TorchDynamo on first
+    use, which costs seconds.
+    """
+    lam, lr = f.lam, req["lr"]
+    m, v = torch.zeros_like(lam), torch.zeros_like(lam)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    norm = weight.sum() * target.shape[1]
+    losses = []
+    for step in range(1, req["steps"] + 1):
+        if cancel is not None and cancel.is_set():
+            return None, losses
+        loss = ((f() - target).abs() * weight).sum() / norm
+        (grad,) = torch.autograd.grad(loss, [lam])
+        with torch.no_grad():
+            m.lerp_(grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            step_size = lr * (1 - beta2**step) ** 0.5 / (1 - beta1**step)
+            lam.addcdiv_(m, v.sqrt().add_(eps * (1 - beta2**step) ** 0.5), value=-step_size)
+        losses.append(loss.item())
+        if progress is not None and (step % 10 == 0 or step == req["steps"]):
+            progress(step, losses[-1])
+    lam = lam.detach()
+    if not torch.isfinite(lam).all():
+        raise ValueError("the optimisation diverged (non-finite weights); try a smaller lr")
+    return lam, losses

@@ -1,0 +1,151 @@
+"""Runner: the model on its device, its lock, forward passes at a given State, and results.
+
+Every forward pass of the toolkit runs here, under one lock, against an explicit
+:class:`~gandissect_widgets.edits.State`: the weight edits of that state are put into the model
+for the pass (and the live state's put back after), its output edits are hooked in. A result
+therefore depends on the state it was asked for, never on what ran before.
+
+>>> import torch
+>>> net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+>>> r = Runner(net, "cpu")
+>>> out, seen = r.run(torch.ones(1, 2), State(), retain=["0"])
+>>> tuple(seen["0"].shape)
+(1, 2)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .arena import Arena
+from .cache import weights_fingerprint
+from .edits import Edit, State
+from .hooks import StopForward, hooked
+
+__all__ = ["Runner", "IMAGE"]
+
+IMAGE = "<image>"  # the name under which a generator's output is cached
+
+
+class Runner:
+    """Owns ``model`` on ``device``: one lock, weights at a State, a bounded result cache."""
+
+    def __init__(self, model: nn.Module, device, cache_bytes: int = 512 << 20):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.lock = threading.RLock()
+        self.live = State()
+        self.results = Arena(cache_bytes)
+        self._applied: list[tuple[Edit, torch.Tensor]] = []  # weight edits in the model now
+        self._fingerprints: dict = {}
+
+    # ------------------------------------------------------------------ weights
+    def _materialize(self, weight_edits: tuple[Edit, ...]) -> None:
+        """Make the model's weights those of ``weight_edits`` (caller holds the lock)."""
+        common = 0
+        for (applied, _), wanted in zip(self._applied, weight_edits):
+            if applied is not wanted:
+                break
+            common += 1
+        while len(self._applied) > common:
+            edit, original = self._applied.pop()
+            edit.revert(self.model, original)
+        for edit in weight_edits[common:]:
+            self._applied.append((edit, edit.apply(self.model)))
+
+    @contextmanager
+    def at(self, state: State):
+        """Hold the lock with the model's weights at ``state``; the live weights come back after.
+
+        >>> with runner.at(state):            # doctest: +SKIP
+        ...     block = copy.deepcopy(runner.model.layer6)
+        """
+        with self.lock:
+            self._materialize(state.weight_edits)
+            try:
+                yield self.model
+            finally:
+                self._materialize(self.live.weight_edits)
+
+    def set_live(self, state: State) -> None:
+        """Make ``state`` the live one; on failure the previous weights are restored."""
+        with self.lock:
+            try:
+                self._materialize(state.weight_edits)
+            except BaseException:
+                self._materialize(self.live.weight_edits)
+                raise
+            self.live = state
+
+    def fingerprint(self, state: State) -> str:
+        """A short hash of the function the model computes at ``state`` (weights + output edits)."""
+        with self.lock:
+            found = self._fingerprints.get(state.key)
+            if found is None:
+                with self.at(state):
+                    h = hashlib.sha256(weights_fingerprint(self.model).encode())
+                for e in state.edits:
+                    if not e.changes_weights:
+                        h.update(e.signature().encode())
+                found = self._fingerprints[state.key] = h.hexdigest()[:16]
+            return found
+
+    # ------------------------------------------------------------------ forward
+    def run(
+        self,
+        inputs: torch.Tensor,
+        state: State,
+        *,
+        retain=(),
+        retain_input=(),
+        stop: bool = False,
+        extra: dict[str, list[Callable]] | None = None,
+        grad: bool = False,
+    ):
+        """One forward of ``inputs`` at ``state``: (output or None if stopped, retained dict).
+
+        ``stop`` ends the pass after the last retained layer; ``extra`` adds output functions
+        after the state's own; ``grad`` keeps autograd on.
+        """
+        fns = state.output_fns()
+        for name, more in (extra or {}).items():
+            fns[name] = fns.get(name, []) + list(more)
+        with (
+            self.at(state),
+            torch.set_grad_enabled(grad),
+            hooked(
+                self.model,
+                retain=retain,
+                retain_input=retain_input,
+                edit=fns,
+                stop_after_retained=stop,
+            ) as seen,
+        ):
+            try:
+                out = self.model(inputs.to(self.device))
+            except StopForward:
+                out = None
+            return out, dict(seen)
+
+    def fetch(self, name: str, seeds: list[int], state: State, compute) -> torch.Tensor:
+        """Rows of ``name`` (a layer or :data:`IMAGE`) for ``seeds`` at ``state``, on the CPU.
+
+        Cached rows are reused; ``compute(chunk) -> tensor (len(chunk), ...)`` makes the rest.
+        """
+        with self.lock:
+            found = {s: self.results.get((name, s, state.key)) for s in dict.fromkeys(seeds)}
+            missing = [s for s, v in found.items() if v is None]
+            if missing:
+                out = compute(missing).detach().cpu()
+                for j, s in enumerate(missing):
+                    found[s] = out[j]
+                    self.results.put((name, s, state.key), out[j])
+            return torch.stack([found[s] for s in seeds])
