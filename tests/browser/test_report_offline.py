@@ -29,6 +29,20 @@ _PIXELS = """([w, i]) => {
   const c = document.querySelectorAll('.widget-subarea')[w].querySelectorAll('canvas')[i];
   return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
 }"""
+# Snapshot views fire "gw-rendered" (not bubbling) when a page is fully drawn; a capturing
+# listener installed before the report loads counts them per view, so tests wait on that.
+_COUNT_RENDERS = """window.gwRenders = new Map();
+window.addEventListener('gw-rendered', (e) => {
+  window.gwRenders.set(e.target, (window.gwRenders.get(e.target) || 0) + 1);
+}, true);"""
+_RENDERS = """(i) => window.gwRenders.get(document.querySelectorAll('.gw-snapshot')[i]) || 0"""
+
+
+def _redrawn(page, snapshot, action):
+    """Do ``action`` and wait until the ``snapshot``-th view has drawn again after it."""
+    before = page.evaluate(_RENDERS, snapshot)
+    action()
+    page.wait_for_function(f"([i, n]) => ({_RENDERS})(i) > n", arg=[snapshot, before])
 
 
 @pytest.fixture
@@ -74,6 +88,7 @@ def offline(browser, saved_report):
             r.abort()
 
     page.route("**/*", route)
+    page.add_init_script(_COUNT_RENDERS)
     page.goto(url)
     views = saved_report.read_text().count(
         '<script type="application/vnd.jupyter.widget-view+json">'
@@ -81,7 +96,8 @@ def offline(browser, saved_report):
     assert views == 3
     page.wait_for_function(
         f"() => document.querySelectorAll('.widget-subarea').length === {views}"
-        f" && ({_CANVASES})().length === 2 + (4 + 2) + 4 && ({_CANVASES})().every(c => c.lit)",
+        f" && ({_CANVASES})().length === 2 + (4 + 2) + 4 && ({_CANVASES})().every(c => c.lit)"
+        f" && [0, 1].every(i => ({_RENDERS})(i) > 0)",
         timeout=30_000,
     )
     yield page, requests
@@ -96,7 +112,10 @@ def test_every_widget_renders_with_zero_requests(offline, tmp_path):
     assert all(c["lit"] > 0.5 * c["size"] for c in canvases)  # drawn, not blank
     assert page.locator("img.gw-figure").count() == 1
     assert page.locator("h1", has_text="Offline").count() == 1
-    page.wait_for_timeout(300)
+    page.wait_for_function(  # the figure decoded, the fonts loaded: nothing left to draw
+        "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+        " && document.fonts.status === 'loaded'"
+    )
     shot = tmp_path / "report.png"
     page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("GW_SCREENSHOTS"):
@@ -110,15 +129,12 @@ def test_switching_units_redraws_the_heatmaps(offline):
     first = page.evaluate(_PIXELS, [1, 0])
     options = units.locator("select option").all_inner_texts()
     assert len(options) == 6 and options[0].startswith("unit ")
-    units.locator("button", has_text="\u25b6").click()
-    page.wait_for_function(
-        "() => document.querySelectorAll('.gw-snapshot')[0].dataset.page === '1'"
-    )
-    page.wait_for_timeout(200)
+    _redrawn(page, 0, units.locator("button", has_text="\u25b6").click)
+    assert units.get_attribute("data-page") == "1"
     assert units.locator(".gw-snap-info").inner_text().startswith(options[1].split(" · ")[0])
     assert page.evaluate(_PIXELS, [1, 0]) != first
-    units.locator("input[type=checkbox]").uncheck()  # heatmaps off: the bare sample remains
-    page.wait_for_timeout(200)
+    # heatmaps off: the bare sample remains
+    _redrawn(page, 0, units.locator("input[type=checkbox]").uncheck)
     bare = page.evaluate(_PIXELS, [1, 0])
     assert bare != first
     assert bare == page.evaluate(_PIXELS, [2, 0])  # sample 0 as the comparison shows it
@@ -129,15 +145,11 @@ def test_toggling_original_and_changed(offline):
     page, requests = offline
     compare = page.locator(".gw-snapshot").nth(1)
     original = page.evaluate(_PIXELS, [2, 0])
-    compare.locator("button", has_text="ablated").click()
-    page.wait_for_function(
-        "() => document.querySelectorAll('.gw-snapshot')[1].dataset.page === '1'"
-    )
-    page.wait_for_timeout(200)
+    _redrawn(page, 1, compare.locator("button", has_text="ablated").click)
+    assert compare.get_attribute("data-page") == "1"
     ablated = page.evaluate(_PIXELS, [2, 0])
     assert ablated != original
     assert "gw-snap-on" in compare.locator("button", has_text="ablated").get_attribute("class")
-    compare.locator("button", has_text="original").click()
-    page.wait_for_timeout(300)
+    _redrawn(page, 1, compare.locator("button", has_text="original").click)
     assert page.evaluate(_PIXELS, [2, 0]) == original
     assert requests == []
