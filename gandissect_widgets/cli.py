@@ -164,7 +164,7 @@ def _removal_text(removed: float) -> str:
 def _rewrite_section(session, args) -> list:
     """The scripted rule ("trees grow on roofs") applied, measured and shown before/after."""
     from .effects import rewrite_eval
-    from .widgets.snapshot import _compare_edit
+    from .widgets.snapshot import compare_edit
     from .zoo.hamlet import example_rule
 
     try:
@@ -176,7 +176,7 @@ def _rewrite_section(session, args) -> list:
         n = min(args.samples, 100)
         scores = rewrite_eval(session, edit, rule["source_concept"], rule["target_concept"], n=n)
         seeds = list(range(100, 116))
-        shown = _compare_edit(session, edit, seeds, 96, ("original", "rewritten"))
+        shown = compare_edit(session, edit, seeds, 96, ("original", "rewritten"))
     finally:
         session.undo()
     src, tgt = rule["source_concept"], rule["target_concept"]

@@ -433,7 +433,10 @@ class Session:
                 edit.fix_levels(self.unit_levels(layer)[value][torch.tensor(units)])
             checks.unit_value(edit.values, len(units))
         elif isinstance(edit, WeightEdit):
-            with self.runner.at(state or self.state) as model:
+            state = state or self.state
+            if edit in state.edits:  # check it against the weights below it
+                state = State(state.edits[: state.edits.index(edit)])
+            with self.runner.at(state) as model:
                 edit.check(model)
         return edit
 
@@ -458,7 +461,9 @@ class Session:
         """Apply a checked edit on top of the stack (clears redo) and notify observers."""
 
         def how(stack):
-            stack.push(self.check_edit(edit, stack.state))
+            before = stack.state
+            stack.push(edit)  # refuses an edit already active
+            self.check_edit(edit, before)
             return edit
 
         return self._change(how)

@@ -268,10 +268,11 @@ def snapshot_ablation(
     >>> snapshot_ablation(session, "layer4", [3, 12])        # doctest: +SKIP
     """
     edit = session.ablation(layer, units, strength)
-    return _compare_edit(session, edit, seeds, size, ("original", "ablated"))
+    return compare_edit(session, edit, seeds, size, ("original", "ablated"))
 
 
-def _compare_edit(session, edit, seeds, size, labels) -> Snapshot:
+def compare_edit(session, edit, seeds, size, labels) -> Snapshot:
+    """A before / after Snapshot of ``edit`` on ``seeds`` (the edit active or not)."""
     seeds = list(seeds) if seeds is not None else session.samples
     with session.excluding(edit):
         before = session.generate(seeds)
@@ -314,10 +315,10 @@ def snapshot(widget, **kwargs) -> Snapshot:
     if isinstance(widget, AblationPanel):
         widget.wait()
         labels = ("original", "inserted" if widget.mode.value == "insert" else "ablated")
-        return _compare_edit(widget.session, widget.edit, widget.seeds, 96, labels)
+        return compare_edit(widget.session, widget.edit, widget.seeds, 96, labels)
     if isinstance(widget, RuleEditor):
         widget.wait()
-        return _compare_edit(
+        return compare_edit(
             widget.session, widget.edit, widget.seeds, 96, ("original", "rewritten")
         )
     if callable(getattr(widget, "snapshot", None)):
