@@ -385,6 +385,13 @@ class Session:
 
         return rewrite(self, layer, context, copy, paste, **kwargs)
 
+    def export(self, path, **kwargs):
+        """Write the model with the active edits folded in, in its source's layout; see
+        :func:`gandissect_widgets.export.export`."""
+        from .export import export
+
+        return export(self, path, **kwargs)
+
     def context_matches(self, layer: str, context, n: int = 64, **kwargs):
         """Samples ranked by how strongly a rule's context matches; see
         :func:`gandissect_widgets.rewrite.context_matches`."""

@@ -29,14 +29,22 @@ def load(name, **kwargs):
 
     "hamlet" is the embedded generator; a catalogue name ("progan-church", "stylegan2-church",
     "vgg16-places365", ...) is downloaded once into the per-user cache; a file path is loaded
-    with its layout detected (ProGAN, StyleGAN2, VGG16, ResNet), always ``weights_only=True``.
+    with its layout detected (ProGAN, rosinality StyleGAN2, NVIDIA StyleGAN2-ADA ``.pkl`` or
+    its G_ema state_dict, VGG16, ResNet), always ``weights_only=True`` (an ADA pickle with a
+    restricted unpickler that never runs its code). A generator carries ``model.source``, the
+    layout :meth:`Session.export <gandissect_widgets.Session.export>` writes back.
     ``kwargs`` go to :func:`checkpoints.load` (``cache_dir``, ``progress``).
 
     >>> g = load("hamlet")
     """
-    if name in _GENERATORS:
-        return _pick(_GENERATORS, name, "generator")
     from . import checkpoints
+
+    if name in _GENERATORS:
+        g = _pick(_GENERATORS, name, "generator")
+        weights = hamlet.WEIGHTS / "generator.safetensors"
+        if name == "hamlet" and weights.exists():  # for export: the layout it came from
+            g.source = checkpoints.safetensors_source(weights, "hamlet")
+        return g
 
     if isinstance(name, str) and name not in checkpoints.CATALOGUE and not Path(name).exists():
         known = ", ".join(sorted([*_GENERATORS, *checkpoints.CATALOGUE]))

@@ -3,7 +3,12 @@
 ``load("progan-church")`` downloads the published file once into a per-user cache
 (``$GANDISSECT_CACHE`` or ``~/.cache/gandissect-widgets``), checks its checksum and builds the
 model; ``load("path/to/file.pth")`` detects the layout of a local file. Files are always read
-with ``weights_only=True`` (or as safetensors).
+with ``weights_only=True`` (or as safetensors); NVIDIA StyleGAN2-ADA ``.pkl`` snapshots with the
+restricted unpickler of :mod:`.ada_pickle`, which never runs the code they carry.
+
+A loaded generator carries ``model.source`` (a :class:`Source`): the layout it came from and each
+tensor's shape and dtype there, so :func:`gandissect_widgets.export.export` can write an edited
+copy that the original project's loader reads.
 
 Example:
     >>> g = load("progan-church")                          # doctest: +SKIP
@@ -18,12 +23,14 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from . import ada_pickle
 from .classifiers import classifier_from_state_dict, is_resnet, is_vgg16
 from .progan import ProgressiveGenerator
 from .stylegan2 import from_rosinality
@@ -32,6 +39,7 @@ __all__ = [
     "CATALOGUE",
     "CatalogueEntry",
     "OfflineError",
+    "Source",
     "cache_folder",
     "download",
     "load",
@@ -213,21 +221,78 @@ def download(name: str, *, cache_dir=None, progress=True) -> Path:
     return target
 
 
+# ---------------------------------------------------------------------------------- source
+@dataclass
+class Source:
+    """Where a generator came from, so an edited copy can be written in the same layout.
+
+    ``format``: "hamlet", "progan", "rosinality" or "stylegan2-ada"; ``container``: "torch",
+    "safetensors" or "pickle"; ``layout``: key -> (shape, dtype) of the file's tensors in the
+    file's own key names (for rosinality the ``g_ema`` keys); ``top``: the file's top-level
+    keys when it wraps the tensors (``("g_ema", "latent_avg")``); ``extras``: tensors of the
+    layout the model does not hold (written back as they were); ``config``: settings beside
+    the tensors (ADA's ``conv_clamp``, gains, init kwargs).
+    """
+
+    format: str
+    container: str
+    path: str | None = None
+    layout: dict = field(default_factory=dict, repr=False)
+    top: tuple = ()
+    extras: dict = field(default_factory=dict, repr=False)
+    config: dict = field(default_factory=dict, repr=False)
+
+
+def _layout(tensors: dict) -> dict:
+    return {k: (tuple(v.shape), v.dtype) for k, v in tensors.items() if isinstance(v, torch.Tensor)}
+
+
+def safetensors_source(path, format: str) -> Source:
+    """A :class:`Source` for a safetensors file, from its header (no tensor is read)."""
+    from safetensors import safe_open
+
+    dtypes = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32,
+              "F64": torch.float64}  # fmt: skip
+    layout = {}
+    with safe_open(str(path), "pt") as f:
+        for k in f.keys():
+            sl = f.get_slice(k)
+            layout[k] = (tuple(sl.get_shape()), dtypes.get(sl.get_dtype(), torch.float32))
+    return Source(format, "safetensors", str(path), layout)
+
+
 # ---------------------------------------------------------------------------------- formats
 _KNOWN = (
     "ProGAN state_dict (layer1.conv.weight, layer1.wscale.b, ..., output_RxR.conv.weight); "
     "rosinality StyleGAN2 checkpoint ({'g_ema': state_dict, 'latent_avg': tensor}); "
+    "NVIDIA StyleGAN2-ADA network pickle (.pkl, read without running its code) or its G_ema "
+    "state_dict (mapping.fc0.weight, synthesis.b4.const, ...); "
     "torchvision VGG16 state_dict (features.0.weight, ..., classifier.6.weight); "
     "torchvision ResNet state_dict (conv1.weight, layer1.0.conv1.weight, ..., fc.weight); "
     "each optionally wrapped in {'state_dict': ...} with 'module.' prefixes"
 )
 
 
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _is_plain_pickle(path: Path) -> bool:
+    """A pickle stream that is not a torch zip archive (an ADA snapshot, or legacy torch)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return len(head) == 2 and head[0] == 0x80 and not zipfile.is_zipfile(path)
+
+
 def read_checkpoint(path) -> dict:
-    """The contents of a checkpoint file, read safely (``weights_only=True`` or safetensors)."""
+    """The contents of a checkpoint file, read safely: ``weights_only=True``, safetensors, or
+    (``.pkl``, or a plain pickle torch refuses) the restricted StyleGAN2-ADA unpickler, whose
+    persistent-class records come back as :class:`.ada_pickle.PersistentRecord` data."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
+    if path.suffix == ".pkl":
+        return _read_pickle(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -235,14 +300,43 @@ def read_checkpoint(path) -> dict:
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any parse failure (the unpickler raises many kinds) is "invalid"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = _first_line(e)
+        if path.suffix != ".safetensors" and _is_plain_pickle(path):
+            try:  # a StyleGAN2-ADA snapshot under another name; anything else stays refused
+                data = ada_pickle.read_pickle(path)
+            except Exception:
+                data = None
+            if _has_generator(data):
+                return data
         raise ValueError(
             f"{path} is not a valid checkpoint (or holds more than weights, which is refused for "
             f"safety): {first}. Known layouts: {_KNOWN}"
         ) from None
 
 
+def _has_generator(data) -> bool:
+    try:
+        ada_pickle.generator_record(data)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_pickle(path: Path):
+    try:
+        return ada_pickle.read_pickle(path)
+    except ada_pickle.UnsafePickleError as e:
+        raise ada_pickle.UnsafePickleError(f"{path}: {e}") from None
+    except Exception as e:
+        raise ValueError(
+            f"{path} is not a readable StyleGAN2-ADA pickle: {_first_line(e)}. Known layouts: "
+            f"{_KNOWN}"
+        ) from None
+
+
 def _unwrap(obj):
+    if not isinstance(obj, dict):
+        return obj
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict) and "g_ema" not in obj:
             obj = obj[key]
@@ -255,11 +349,16 @@ def _unwrap(obj):
 
 
 def detect_format(obj) -> str:
-    """ "progan", "stylegan2", "vgg16" or "resnet" for loaded checkpoint contents.
+    """ "progan", "stylegan2", "stylegan2-ada", "vgg16" or "resnet" for checkpoint contents.
 
     >>> detect_format({"g_ema": {}, "latent_avg": torch.zeros(4)})
     'stylegan2'
     """
+    if isinstance(obj, ada_pickle.PersistentRecord) or (
+        isinstance(obj, dict)
+        and any(isinstance(v, ada_pickle.PersistentRecord) for v in obj.values())
+    ):
+        return "stylegan2-ada"
     if not isinstance(obj, dict):
         raise ValueError(
             f"a checkpoint must hold a dict of tensors; found {type(obj).__name__}. "
@@ -268,6 +367,8 @@ def detect_format(obj) -> str:
     obj = _unwrap(obj)
     if "g_ema" in obj or ("style.1.weight" in obj and "conv1.conv.weight" in obj):
         return "stylegan2"
+    if ada_pickle.is_ada_state_dict(obj):
+        return "stylegan2-ada"
     if "layer1.conv.weight" in obj and "layer1.wscale.b" in obj:
         return "progan"
     if is_vgg16(obj):
@@ -278,19 +379,72 @@ def detect_format(obj) -> str:
     raise ValueError(f"unrecognised checkpoint layout; found keys {keys}. Known layouts: {_KNOWN}")
 
 
-def model_from_checkpoint(obj, *, normalization="imagenet") -> nn.Module:
-    """Build and load the model that checkpoint contents ``obj`` describe (eval mode, CPU)."""
+def model_from_checkpoint(obj, *, normalization="imagenet", metadata=None) -> nn.Module:
+    """Build and load the model that checkpoint contents ``obj`` describe (eval mode, CPU).
+
+    A generator gets ``model.source`` (a :class:`Source` without ``path``); ``metadata`` is a
+    safetensors file's header metadata (an ADA layout file keeps ``conv_clamp`` there).
+    """
     kind = detect_format(obj)
-    obj = _unwrap(obj)
     try:
+        if kind == "stylegan2-ada" and not ada_pickle.is_ada_state_dict(_unwrap(obj)):
+            return _from_ada_records(obj)  # an unpickled snapshot: records, not tensors
+        obj = _unwrap(obj)
+        if kind == "stylegan2-ada":
+            config = _metadata_config(metadata)
+            g = ada_pickle.from_ada_state_dict(obj, config)
+            g.source = Source("stylegan2-ada", "torch", None, _layout(obj), config=config)
+            g.source.extras = {k: v.clone() for k, v in obj.items() if k.endswith("filter")}
+            return g
         if kind == "stylegan2":
-            return from_rosinality(obj)
+            g = from_rosinality(obj)
+            wrapped = "g_ema" in obj
+            sd = obj["g_ema"] if wrapped else obj
+            top = tuple(k for k in ("g_ema", "latent_avg") if k in obj) if wrapped else ()
+            g.source = Source("rosinality", "torch", None, _layout(sd), top)
+            if wrapped and isinstance(obj.get("latent_avg"), torch.Tensor):
+                g.source.config["latent_avg"] = _layout(obj)["latent_avg"]
+            return g
         if kind == "progan":
-            return ProgressiveGenerator.from_state_dict(obj).eval()
+            g = ProgressiveGenerator.from_state_dict(obj).eval()
+            g.source = Source("progan", "torch", None, _layout(obj))
+            return g
         return classifier_from_state_dict(obj, normalization)
     except (KeyError, RuntimeError) as e:
         msg = e.args[0] if e.args else e
         raise ValueError(f"the checkpoint looks like {kind} but does not load: {msg}") from None
+
+
+def _from_ada_records(obj) -> nn.Module:
+    tensors, records = {}, {}
+    ada_pickle._walk(ada_pickle.generator_record(obj), "", tensors, records)
+    config = ada_pickle._config_from_records(records)
+    g = ada_pickle.from_ada_state_dict(tensors, config)
+    config["mapping_lr"] = ada_pickle._mapping_lr(g)
+    extras = {k: v.detach().clone() for k, v in tensors.items() if k.endswith("resample_filter")}
+    g.source = Source("stylegan2-ada", "pickle", None, _layout(tensors), (), extras, config)
+    return g
+
+
+def _metadata_config(metadata) -> dict:
+    """Our loader's ADA settings from safetensors metadata (strings; JSON values)."""
+    import json
+
+    cfg = {}
+    for key in ("conv_clamp", "mapping_lr", "architecture", "init_kwargs"):
+        if metadata and key in metadata:
+            try:
+                cfg[key] = json.loads(metadata[key])
+            except ValueError:
+                raise ValueError(f"bad {key!r} metadata {metadata[key]!r}") from None
+    return cfg
+
+
+def _safetensors_metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return dict(f.metadata() or {})
 
 
 def load(name_or_path, *, cache_dir=None, progress=True) -> nn.Module:
@@ -303,14 +457,24 @@ def load(name_or_path, *, cache_dir=None, progress=True) -> nn.Module:
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"give a catalogue name or a file path; got {type(name_or_path).__name__}")
     name = str(name_or_path)
+    normalization = "imagenet"
     if name in CATALOGUE:
-        entry = CATALOGUE[name]
+        normalization = CATALOGUE[name].normalization
         path = download(name, cache_dir=cache_dir, progress=progress)
-        return model_from_checkpoint(read_checkpoint(path), normalization=entry.normalization)
-    path = Path(name).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{name!r} is neither a catalogue name ({', '.join(sorted(CATALOGUE))}) "
-            "nor an existing file"
-        )
-    return model_from_checkpoint(read_checkpoint(path))
+    else:
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{name!r} is neither a catalogue name ({', '.join(sorted(CATALOGUE))}) "
+                "nor an existing file"
+            )
+    metadata = _safetensors_metadata(path) if path.suffix == ".safetensors" else None
+    model = model_from_checkpoint(
+        read_checkpoint(path), normalization=normalization, metadata=metadata
+    )
+    source = getattr(model, "source", None)
+    if isinstance(source, Source):
+        source.path = str(path)
+        if path.suffix == ".safetensors":
+            source.container = "safetensors"
+    return model

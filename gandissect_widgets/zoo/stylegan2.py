@@ -19,6 +19,13 @@ and its input (the rewrite's keys) is the modulated feature map itself. The rosi
 ``noises.noise_0``, ``to_rgbs.0.bias``, ...) map onto this tree in :func:`from_rosinality` and
 back in :func:`rosinality_state_dict`.
 
+The same generator runs NVIDIA StyleGAN2-ADA networks (:mod:`.ada_pickle` maps their keys):
+``z_dim`` and ``mapping_dim`` may differ from ``style_dim``, ``mapping_lr`` is the mapping
+layers' learning-rate multiplier (their run-time weight and bias gains), ``conv_clamp`` clamps
+every layer's output to +-X as ADA's mixed-precision training configurations do, and
+``architecture="orig"`` has one ToRGB at the last resolution instead of skip connections.
+Everything runs in float32 (ADA's ``force_fp32``), with the fixed ``noise_const`` inputs.
+
 Example:
     >>> g = StyleGAN2Generator(16, style_dim=8, n_mlp=2, channels=[8, 8, 4])
     >>> g(torch.randn(2, 8)).shape
@@ -169,9 +176,18 @@ class StyledConv(nn.Module):
     """
 
     def __init__(
-        self, in_ch, out_ch, style_dim, resolution, kernel_size=3, upsample=False, blur=_BLUR
+        self,
+        in_ch,
+        out_ch,
+        style_dim,
+        resolution,
+        kernel_size=3,
+        upsample=False,
+        blur=_BLUR,
+        clamp=None,
     ):
         super().__init__()
+        self.clamp = None if clamp is None else float(clamp)
         self.modulation = _EqualLinear(style_dim, in_ch, bias_init=1.0)
         self.upsample = upsample
         conv = UpConv2d if upsample else nn.Conv2d
@@ -180,7 +196,7 @@ class StyledConv(nn.Module):
         nn.init.normal_(self.conv.weight, std=1 / math.sqrt(in_ch * kernel_size**2))
         if upsample:
             self.register_buffer("blur_kernel", make_kernel(blur) * 4)
-            self.blur_pad = _up_pads(len(blur), kernel_size)
+            self.blur_pad = _up_pads(self.blur_kernel.shape[0], kernel_size)
         self.noise_strength = nn.Parameter(torch.zeros(1))
         self.register_buffer("noise", torch.randn(1, 1, resolution, resolution))
         self.bias = nn.Parameter(torch.zeros(out_ch))
@@ -193,25 +209,32 @@ class StyledConv(nn.Module):
         )
         if self.upsample:
             y = upfirdn2d(y, self.blur_kernel, pad=self.blur_pad)
-        return fused_leaky_relu(y + self.noise_strength * self.noise, self.bias)
+        out = fused_leaky_relu(y + self.noise_strength * self.noise, self.bias)
+        return out if self.clamp is None else out.clamp(-self.clamp, self.clamp)
 
 
 class ToRGB(nn.Module):
-    """Style-modulated 1x1 conv to RGB (no demodulation) plus the upsampled skip image."""
+    """Style-modulated 1x1 conv to RGB (no demodulation) plus the upsampled skip image.
 
-    def __init__(self, in_ch, style_dim, upsample=True, blur=_BLUR):
+    ``clamp`` (ADA's conv_clamp) clamps this layer's own output before the skip is added.
+    """
+
+    def __init__(self, in_ch, style_dim, upsample=True, blur=_BLUR, clamp=None):
         super().__init__()
+        self.clamp = None if clamp is None else float(clamp)
         self.modulation = _EqualLinear(style_dim, in_ch, bias_init=1.0)
         self.conv = nn.Conv2d(in_ch, 3, 1, bias=False)
         nn.init.normal_(self.conv.weight, std=1 / math.sqrt(in_ch))
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
         if upsample:
             self.register_buffer("upsample_kernel", make_kernel(blur) * 4)
-            p = len(blur) - 2
+            p = self.upsample_kernel.shape[0] - 2
             self.upsample_pad = ((p + 1) // 2 + 1, p // 2)
 
     def forward(self, x, w, skip=None):
         out = self.conv(x * self.modulation(w)[:, :, None, None]) + self.bias
+        if self.clamp is not None:
+            out = out.clamp(-self.clamp, self.clamp)
         if skip is not None:
             out = out + upfirdn2d(skip, self.upsample_kernel, up=2, pad=self.upsample_pad)
         return out
@@ -230,7 +253,10 @@ class StyleGAN2Generator(nn.Module):
 
     ``channels`` lists the widths at 4x4, 8x8, ..., RxR (default: rosinality's table times
     ``channel_multiplier``). ``truncation`` (attribute, default 1.0) pulls w towards the
-    ``latent_avg`` buffer.
+    ``latent_avg`` buffer. Keyword-only options for StyleGAN2-ADA networks: ``z_dim``
+    (default ``style_dim``), ``mapping_dim`` (width of the hidden mapping layers, default
+    ``style_dim``), ``mapping_lr`` (0.01), ``conv_clamp`` (None), ``architecture`` ("skip" or
+    "orig") and ``blur`` (the resampling filter's taps, default [1, 3, 3, 1]).
 
     Example:
         >>> g = StyleGAN2Generator(16, style_dim=8, n_mlp=2, channels=[8, 8, 4])
@@ -245,10 +271,23 @@ class StyleGAN2Generator(nn.Module):
         n_mlp: int = 8,
         channel_multiplier: int = 2,
         channels=None,
+        *,
+        z_dim: int | None = None,
+        mapping_dim: int | None = None,
+        mapping_lr: float = 0.01,
+        conv_clamp: float | None = None,
+        architecture: str = "skip",
+        blur=_BLUR,
     ):
         super().__init__()
         if resolution < 4 or resolution & (resolution - 1):
             raise ValueError(f"resolution must be a power of two >= 4; got {resolution}")
+        if architecture not in ("skip", "orig"):
+            raise ValueError(f'architecture must be "skip" or "orig"; got {architecture!r}')
+        z_dim = style_dim if z_dim is None else int(z_dim)
+        mapping_dim = style_dim if mapping_dim is None else int(mapping_dim)
+        if n_mlp < 1 and z_dim != style_dim:
+            raise ValueError(f"without mapping layers z_dim ({z_dim}) must equal style_dim")
         n_res = int(math.log2(resolution)) - 1
         chans = list(channels) if channels is not None else None
         if chans is None:
@@ -258,23 +297,37 @@ class StyleGAN2Generator(nn.Module):
                 f"channels needs one width per resolution 4..{resolution} ({n_res} values); "
                 f"got {len(chans)}"
             )
+        dims = [z_dim] + [mapping_dim] * (n_mlp - 1) + [style_dim]
         self.mapping = nn.Sequential(
             _PixelNorm(),
-            *[_EqualLinear(style_dim, style_dim, lr_mul=0.01, activate=True) for _ in range(n_mlp)],
+            *[
+                _EqualLinear(dims[i], dims[i + 1], lr_mul=mapping_lr, activate=True)
+                for i in range(n_mlp)
+            ],
         )
+        d, kw = style_dim, dict(blur=blur, clamp=conv_clamp)
         self.const = nn.Parameter(torch.randn(1, chans[0], 4, 4))
-        self.layer0 = StyledConv(chans[0], chans[0], style_dim, 4)
-        rgbs = [ToRGB(chans[0], style_dim, upsample=False)]
+        self.layer0 = StyledConv(chans[0], chans[0], d, 4, **kw)
+        rgbs = [ToRGB(chans[0], d, upsample=False, **kw)]
         for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:])):
-            res, d = 8 * 2**i, style_dim
-            self.add_module(f"layer{2 * i + 1}", StyledConv(c_in, c_out, d, res, upsample=True))
-            self.add_module(f"layer{2 * i + 2}", StyledConv(c_out, c_out, d, res))
-            rgbs.append(ToRGB(c_out, style_dim))
+            res = 8 * 2**i
+            self.add_module(
+                f"layer{2 * i + 1}", StyledConv(c_in, c_out, d, res, upsample=True, **kw)
+            )
+            self.add_module(f"layer{2 * i + 2}", StyledConv(c_out, c_out, d, res, **kw))
+            rgbs.append(ToRGB(c_out, d, **kw))
+        if architecture == "orig":
+            rgbs = [ToRGB(chans[-1], d, upsample=False, **kw)]
         self.torgb = nn.ModuleList(rgbs)
         self.output = nn.Hardtanh()
         self.register_buffer("latent_avg", torch.zeros(style_dim))
         self.truncation = 1.0
-        self.z_dim = style_dim
+        self.z_dim = z_dim
+        self.style_dim = style_dim
+        self.mapping_dim = mapping_dim
+        self.mapping_lr = float(mapping_lr)
+        self.conv_clamp = None if conv_clamp is None else float(conv_clamp)
+        self.architecture = architecture
         self.resolution = resolution
         self.channels = chans
         self.n_layers = 2 * n_res - 1
@@ -290,13 +343,15 @@ class StyleGAN2Generator(nn.Module):
 
     def synthesize(self, w: torch.Tensor) -> torch.Tensor:
         """Images (N, 3, R, R) from intermediate latents w (N, style_dim)."""
+        skip = self.architecture == "skip"
         x = self.layer0(self.const.expand(w.shape[0], -1, -1, -1), w)
-        image = self.torgb[0](x, w)
+        image = self.torgb[0](x, w) if skip else None
         for i in range(1, self.n_layers, 2):
             x = getattr(self, f"layer{i}")(x, w)
             x = getattr(self, f"layer{i + 1}")(x, w)
-            image = self.torgb[(i + 1) // 2](x, w, image)
-        return self.output(image)
+            if skip:
+                image = self.torgb[(i + 1) // 2](x, w, image)
+        return self.output(image if skip else self.torgb[0](x, w))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.synthesize(self.styles(z))
@@ -351,14 +406,46 @@ def _is_up_conv(key: str) -> bool:
     return bool(m) and int(m.group(1)) % 2 == 1
 
 
-def rosinality_state_dict(g: StyleGAN2Generator) -> dict:
+def _rosinality_incompatible(g: StyleGAN2Generator) -> list[str]:
+    """Why ``g`` cannot be written in rosinality's layout (empty when it can)."""
+    why = []
+    if g.z_dim != g.style_dim or g.mapping_dim != g.style_dim:
+        why.append(
+            f"its mapping widths (z {g.z_dim}, hidden {g.mapping_dim}, w {g.style_dim}) differ "
+            "(rosinality's mapping has style_dim everywhere)"
+        )
+    if g.architecture != "skip":
+        why.append(f'its architecture is "{g.architecture}" (rosinality has skip connections)')
+    return why
+
+
+def _gain_ratio(have: float, want: float) -> float | None:
+    """``have / want``, or None when they agree to float precision (then values copy as is)."""
+    r = have / want
+    return None if abs(r - 1) < 1e-9 else r
+
+
+def rosinality_state_dict(g: StyleGAN2Generator, state: dict | None = None) -> dict:
     """The checkpoint rosinality's code writes: ``{"g_ema": state_dict, "latent_avg": w_avg}``.
+
+    ``state`` (our ``state_dict()`` keys, e.g. edited weights) replaces ``g``'s own values.
+    Mapping layers trained with another learning-rate multiplier than rosinality's 0.01 are
+    rescaled so that rosinality's run-time gains give the same function. A generator the
+    layout cannot hold (ADA mapping widths, "orig" architecture) raises ValueError; rosinality
+    has no ``conv_clamp``, which is left out (callers warn).
 
     >>> g = StyleGAN2Generator(8, style_dim=4, n_mlp=1, channels=[4, 4])
     >>> sorted(rosinality_state_dict(g)["g_ema"])[:3]
     ['conv1.activate.bias', 'conv1.conv.modulation.bias', 'conv1.conv.modulation.weight']
     """
-    ours = g.state_dict()
+    why = _rosinality_incompatible(g)
+    if why:
+        raise ValueError(
+            "this generator cannot be written as a rosinality checkpoint: "
+            + "; ".join(why)
+            + ". Write it as .safetensors (StyleGAN2-ADA layout) instead"
+        )
+    ours = g.state_dict() if state is None else state
     out = {}
     for key, rkey in _key_map(g).items():
         v = ours[key].detach().clone()
@@ -366,8 +453,15 @@ def rosinality_state_dict(g: StyleGAN2Generator) -> dict:
             if _is_up_conv(key):
                 v = torch.flip(v, [2, 3])
             v = (v * math.sqrt(v.shape[1] * v.shape[2] * v.shape[3]))[None]
+        elif key.startswith("mapping."):
+            layer = g.mapping[int(key.split(".")[1])]
+            if key.endswith("weight"):
+                r = _gain_ratio(layer.scale, 0.01 / math.sqrt(layer.weight.shape[1]))
+            else:
+                r = _gain_ratio(layer.lr_mul, 0.01)
+            v = v if r is None else v * r
         out[rkey] = v
-    return {"g_ema": out, "latent_avg": g.latent_avg.detach().clone()}
+    return {"g_ema": out, "latent_avg": ours["latent_avg"].detach().clone()}
 
 
 def _strip_module(sd: dict) -> dict:
