@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest -p no:cacheprovider tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -q -rs
+	$(BIN)/python -m pytest -p no:cacheprovider tests gandissect_widgets --doctest-modules $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -q -rs
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -6,9 +6,11 @@ array, of the wrong shape, holding NaN or infinity) is reported with one warning
 recomputed, never a crash. Files are written atomically, so an interrupted write leaves
 nothing behind.
 
->>> c = ResultCache.resolve("/tmp/gw-cache")
+>>> import tempfile
+>>> c = ResultCache.resolve(tempfile.mkdtemp())
 >>> key = {"kind": "demo", "layer": "layer4", "n": 10}
->>> c.save(key, {"x": np.arange(3)})
+>>> c.save(key, {"x": np.arange(3)}).suffix
+'.npz'
 >>> c.load(key, expect={"x": (None,)})["x"].tolist()
 [0, 1, 2]
 """

@@ -64,6 +64,7 @@ def load_classifier(path=None) -> Classifier:
     """The hamlet scene classifier (eval, CPU): images (N,3,64,64) in [-1,1] -> logits over SCENES.
 
     Example:
+        >>> import torch
         >>> load_classifier()(torch.zeros(1, 3, 64, 64)).shape
         torch.Size([1, 5])
     """
