@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import warnings
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,19 +27,12 @@ from torch import nn
 
 from . import checks, render
 from .edits import Ablation, Edit, EditStack, State, WeightEdit
+from .events import Observers, SessionEvent
 from .hooks import resolve
 from .runner import IMAGE, Runner
+from .sources import Sources
 
 __all__ = ["Session", "SessionEvent"]
-
-
-@dataclass(frozen=True)
-class SessionEvent:
-    """What changed: ``kind`` is "edits", "weights" or "samples"; ``edit`` the edit involved."""
-
-    kind: str
-    edit: Edit | None = None
-    detail: dict = field(default_factory=dict)
 
 
 def _spatial(t) -> bool:
@@ -93,8 +84,9 @@ class Session:
                 "(or a model with a z_dim attribute), or data= (seeds -> images) for a classifier"
             )
         self.runner = Runner(model, checks.device(device), cache_bytes)
+        self.sources = Sources(self.z_dim, data, self.runner.device)
         self.data = data
-        self.kind = "generator" if data is None else "classifier"
+        self.kind = self.sources.kind
         self.segmenter = segmenter
         self.concepts = list(concepts) if concepts is not None else None
         self.classes = list(classes) if classes is not None else None
@@ -102,11 +94,10 @@ class Session:
         self.dissections: dict = {}
         self.recipe: Callable[[], Session] | None = None  # rebuilds this Session elsewhere
         self._view = contextvars.ContextVar("gandissect-view", default=())
-        self._observers: list[Callable] = []
+        self._observers = Observers()
         self._shapes: dict[str, tuple[int, int, int]] = {}
         self._levels: dict[str, dict[str, torch.Tensor]] = {}
         self._samples = list(range(8))
-        self._data_memo: tuple | None = None
         self.image_size = self._probe(layers)
 
     @property
@@ -176,46 +167,19 @@ class Session:
     # ------------------------------------------------------------------ inputs
     def latents(self, seeds) -> torch.Tensor:
         """Standard-normal latents (N, z_dim), one per seed, independent of batch composition."""
-        seeds = checks.seeds(seeds)
-        if not self.z_dim:
-            raise ValueError("this Session wraps a classifier: it has no latents")
-        z = [torch.randn(self.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
-        return torch.stack(z) if z else torch.zeros(0, self.z_dim)
-
-    def _data_out(self, seeds):
-        """``data(seeds)``, remembered for the last batch (passes ask one batch several times)."""
-        key = tuple(seeds)
-        memo = self._data_memo
-        if memo is None or memo[0] != key:
-            memo = self._data_memo = (key, self.data(list(seeds)))
-        return memo[1]
-
-    def _data_part(self, seeds, index: int, what: str):
-        out = self._data_out(seeds) if self.data is not None else None
-        if not isinstance(out, tuple) or len(out) <= index or out[index] is None:
-            raise ValueError(
-                f"this Session's data gives no {what}; data(seeds) must return "
-                "(images, concept_maps, labels)"
-            )
-        return torch.as_tensor(np.asarray(out[index]))
-
-    def concept_maps(self, seeds) -> torch.Tensor:
-        """Concept maps (N, H, W) int64 from a classifier Session's data."""
-        return self._data_part(checks.seeds(seeds), 1, "concept maps").long()
-
-    def labels(self, seeds) -> torch.Tensor:
-        """Class ids (N,) from a classifier Session's data."""
-        return self._data_part(checks.seeds(seeds), 2, "labels").long()
+        return self.sources.latents(seeds)
 
     def inputs(self, seeds) -> torch.Tensor:
         """The model's inputs for the seeds: latents, or a classifier's data images in [-1, 1]."""
-        seeds = checks.seeds(seeds)
-        if self.kind == "generator":
-            return self.latents(seeds).to(self.device)
-        out = self._data_out(seeds)
-        images = render.to_uint8(out[0] if isinstance(out, tuple) else out)
-        imgs = torch.from_numpy(np.ascontiguousarray(images))
-        return (imgs.permute(0, 3, 1, 2).float() / 127.5 - 1).to(self.device)
+        return self.sources.inputs(seeds)
+
+    def concept_maps(self, seeds) -> torch.Tensor:
+        """Concept maps (N, H, W) int64 from a classifier Session's data."""
+        return self.sources.concept_maps(seeds)
+
+    def labels(self, seeds) -> torch.Tensor:
+        """Class ids (N,) from a classifier Session's data."""
+        return self.sources.labels(seeds)
 
     # ------------------------------------------------------------------ layers
     def check_layer(self, layer) -> str:
@@ -288,8 +252,7 @@ class Session:
         if not seeds:
             return np.zeros((0, *self.image_size, 3), np.uint8)
         if self.kind == "classifier":
-            out = self._data_out(seeds)
-            return render.to_uint8(out[0] if isinstance(out, tuple) else out)
+            return self.sources.images(seeds)
         return self._rows(IMAGE, seeds, state or self.state).numpy()
 
     def activations(self, layer: str, seeds, *, state: State | None = None) -> torch.Tensor:
@@ -575,16 +538,13 @@ class Session:
 
     # ------------------------------------------------------------------ events
     def observe(self, callback: Callable[[SessionEvent], None]) -> None:
-        """Call ``callback(event)`` after each change of what the Session shows."""
-        with self.lock:
-            if callback not in self._observers:
-                self._observers.append(callback)
+        """Call ``callback(event)`` after each change of what the Session shows (outside the
+        lock; one that raises is reported with a RuntimeWarning and the change stands)."""
+        self._observers.add(callback)
 
     def unobserve(self, callback) -> None:
         """Stop calling ``callback``; unknown callbacks are ignored."""
-        with self.lock:
-            if callback in self._observers:
-                self._observers.remove(callback)
+        self._observers.remove(callback)
 
     @property
     def observers(self) -> list[Callable]:
@@ -592,15 +552,7 @@ class Session:
         return list(self._observers)
 
     def _emit(self, event: SessionEvent) -> None:
-        for cb in list(self._observers):
-            try:
-                cb(event)
-            except Exception as err:  # one broken observer must not break the change
-                warnings.warn(
-                    f"observer {cb!r} raised {type(err).__name__}: {err}; the change stands",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+        self._observers.emit(event)
 
     def __repr__(self):
         return (

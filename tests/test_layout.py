@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "gandissect_widgets"
 PACKAGE = "gandissect_widgets"
 
-LEAVES = ["checks", "render", "stats", "cache", "jobs", "hooks", "edits", "arena"]
+LEAVES = ["checks", "render", "stats", "cache", "jobs", "hooks", "edits", "arena", "events"]
+LEAVES += ["sources"]
 RANKS = {
     **dict.fromkeys(LEAVES, 0),
     "runner": 1,
