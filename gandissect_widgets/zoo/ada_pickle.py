@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import hashlib
 import io
@@ -215,6 +216,13 @@ def _persistent_record(meta):
     )
 
 
+def _latin1_bytes(text, encoding="latin1"):
+    """``_codecs.encode(text, "latin1")``: how protocol 0-2 pickles write bytes."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        _refuse(f"_codecs.encode with {type(text).__name__} and {encoding!r}")
+    return text.encode("latin1")
+
+
 def _reconstructor(cls, base, state=None):
     """``copyreg._reconstructor`` (protocol 0/1 pickles) for EasyDict only."""
     if cls is not _EasyDict or base is not dict:
@@ -233,6 +241,7 @@ ALLOWED = {
     ("builtins", "bytearray"): bytearray,
     ("builtins", "complex"): complex,
     ("copyreg", "_reconstructor"): _reconstructor,
+    ("_codecs", "encode"): _latin1_bytes,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
@@ -256,6 +265,10 @@ _HINTS = {
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module, name):
+        # protocol 0-2 pickles name Python 2 modules (__builtin__, copy_reg): map them as
+        # pickle's own find_class does, then look the result up like any other name
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         found = ALLOWED.get((module, name))
         if found is None:
             hint = next((h for m, h in _HINTS.items() if module.startswith(m)), None)
@@ -447,10 +460,10 @@ def _ada_pairs(g: StyleGAN2Generator) -> list[tuple[str, str | None, str]]:
                 (f"{b}.torgb.affine.weight", f"{t}.modulation.weight", "copy"),
                 (f"{b}.torgb.affine.bias", f"{t}.modulation.bias", "copy"),
             ]
+    pairs.append(("mapping.w_avg", "latent_avg", "copy"))  # own buffers before children
     for i in range(len(g.mapping) - 1):
         pairs += [(f"mapping.fc{i}.weight", f"mapping.{i + 1}.weight", "fc"),
                   (f"mapping.fc{i}.bias", f"mapping.{i + 1}.bias", "fc")]  # fmt: skip
-    pairs.append(("mapping.w_avg", "latent_avg", "copy"))
     return pairs
 
 
