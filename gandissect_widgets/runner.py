@@ -108,14 +108,18 @@ class Runner:
         retain_input=(),
         stop: bool = False,
         extra: dict[str, list[Callable]] | None = None,
+        before: dict[str, list[Callable]] | None = None,
         grad: bool = False,
     ):
         """One forward of ``inputs`` at ``state``: (output or None if stopped, retained dict).
 
-        ``stop`` ends the pass after the last retained layer; ``extra`` adds output functions
-        after the state's own; ``grad`` keeps autograd on.
+        ``stop`` ends the pass after the last retained layer; ``before`` / ``extra`` add output
+        functions before / after the state's own (a sample's own adaptation comes before any
+        edit); ``grad`` keeps autograd on.
         """
         fns = state.output_fns()
+        for name, more in (before or {}).items():
+            fns[name] = list(more) + fns.get(name, [])
         for name, more in (extra or {}).items():
             fns[name] = fns.get(name, []) + list(more)
         with (
