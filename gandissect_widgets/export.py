@@ -237,13 +237,15 @@ def export(session, path, *, dtype: torch.dtype | None = None) -> Path:
             f"hold exactly: {listed}. Undo them, or export without them "
             "(with session.excluding(edit): session.export(path))"
         )
+    if isinstance(model, StyleGAN2Generator) and container == "torch":
+        rosinality_state_dict(model)  # raises now if the layout cannot hold this generator
     if isinstance(model, StyleGAN2Generator) and container == "torch" and model.conv_clamp:
         warnings.warn(
             "rosinality's StyleGAN2 has no conv_clamp: the file leaves out this generator's "
             f"clamp of +-{model.conv_clamp:g} (outputs differ only where activations exceed "
             "it); .safetensors keeps it",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of Session.export
         )
     edited = _weights(session, state)
     plain = _weights(session, State()) if state.edits else edited
@@ -255,7 +257,7 @@ def export(session, path, *, dtype: torch.dtype | None = None) -> Path:
             f"written in float32, as the source's dtype cannot hold their edited values "
             f"exactly: {', '.join(kept)} (pass dtype= to force one dtype)",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     _save(path, container, files, top, meta)
     return path
