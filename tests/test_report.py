@@ -259,7 +259,7 @@ def test_snapshot_of_live_widgets(seg_session):
     panel = AblationPanel(seg_session, "layer3", units=[0, 1, 2, 3, 4, 5, 6, 7])
     compare = snapshot(panel)
     assert [p["label"] for p in compare.pages] == ["original", "ablated"]
-    assert len(seg_session.edits) == 1  # the panel's edit stays where it was
+    assert seg_session.edits == []  # the panel previews: constructing it changes nothing
     page = report.to_html(browser, panel)
     assert len(VIEW.findall(page)) == 2
     kinds = {m["state"].get("title", "") for m in _state(page).values() if "pages" in m["state"]}

@@ -46,13 +46,13 @@ MAKERS = {
 
 @pytest.mark.parametrize("name", list(MAKERS))
 def test_close_frees_threads_and_models(hamlet, name):
-    before, observers = _held(), list(hamlet._observers)
+    before, observers = _held(), hamlet.observers
     for _ in range(CYCLES):
         widget = MAKERS[name](hamlet)
         widget.close()
         widget.close()  # twice is harmless
     assert _held() == before
-    assert hamlet._observers == observers and hamlet.edits == []
+    assert hamlet.observers == observers and hamlet.edits == []
 
 
 def _boom(*_args, **_kwargs):
@@ -62,8 +62,8 @@ def _boom(*_args, **_kwargs):
 # each breaks a call the constructor makes after session.observe(...)
 AFTER_SUBSCRIPTION = [
     (UnitBrowser, "layer4", "refresh"),
-    (AblationPanel, "layer4", "schedule"),
-    (RuleEditor, "layer6", "refresh"),
+    (AblationPanel, "layer4", "refresh"),
+    (RuleEditor, "layer6", "_render"),
 ]
 
 
@@ -71,11 +71,11 @@ AFTER_SUBSCRIPTION = [
 def test_constructor_failing_after_subscription_leaves_nothing(
     hamlet, monkeypatch, cls, layer, method
 ):
-    before, observers = _held(), list(hamlet._observers)
+    before, observers = _held(), hamlet.observers
     monkeypatch.setattr(cls, method, _boom)
     with pytest.raises(RuntimeError, match="boom"):
         cls(hamlet, layer, seeds=[0, 1], size=32)
-    assert hamlet._observers == observers
+    assert hamlet.observers == observers
     assert _held() == before
     edit = hamlet.ablate("layer4", [3])  # events reach only live observers
     assert hamlet.edits == [edit]
@@ -85,10 +85,10 @@ def test_constructor_failing_after_subscription_leaves_nothing(
 
 @pytest.mark.parametrize("cls", [UnitBrowser, AblationPanel, RuleEditor])
 def test_bad_layer_leaves_nothing(hamlet, cls):
-    before, observers = _held(), list(hamlet._observers)
+    before, observers = _held(), hamlet.observers
     with pytest.raises(KeyError, match="nope"):
         cls(hamlet, "nope", seeds=[0, 1], size=32)
-    assert hamlet._observers == observers and _held() == before
+    assert hamlet.observers == observers and _held() == before
 
 
 def test_base_widget_failing_after_registration_leaves_nothing():
@@ -110,7 +110,7 @@ def test_rule_editor_close_cancels_a_running_execute(gen_session):
     editor.place(2, 8, 8)
     editor.canvas.mask = mask
     editor.add_context()
-    editor.steps.value = 20000
+    editor.steps = 20000
     editor.execute()
     editor.close()
     assert not editor._job.is_alive()

@@ -48,6 +48,15 @@ class Latest:
             self._cond.notify_all()
             return True
 
+    @property
+    def pending(self) -> bool:
+        """True when a newer request waits (a running one may then skip its work)."""
+        return self._pending is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self, timeout: float = 2.0) -> bool:
         """Drop the pending request and end the worker, waiting up to ``timeout`` s for a
         running one to finish; True once the worker has ended. Closing twice is harmless."""

@@ -1,35 +1,66 @@
 """AblationPanel: switch units off (or on) with a slider and watch the samples change.
 
+The panel PREVIEWS its edit on its own samples and never changes the Session until you press
+**Apply** (or call ``panel.apply()``); then every widget and later code see the edit. It always
+shows whether its edit is applied, and notices when it is undone elsewhere.
+
 >>> import gandissect_widgets as gw
 >>> s = gw.Session.from_zoo("hamlet")                       # doctest: +SKIP
 >>> panel = gw.AblationPanel(s, "layer4", units=[3, 12])    # doctest: +SKIP
->>> panel.strength.value = 0.5                              # doctest: +SKIP
+>>> panel.strength = 0.5; panel.wait()                      # doctest: +SKIP
+>>> panel.apply()                                           # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import html
 import time
 
-import ipywidgets as w
+import numpy as np
+import traitlets as t
 
-from ._latest import Latest
-from ._session_widget import SessionWidget, closes_on_failure, parse_units
-from .image_grid import ImageGrid
-from .paint_canvas import PaintCanvas
+from ._bundle import css, esm
+from ._grid import GridData
+from ._session_widget import SessionWidget, closes_on_failure, parse_units, touch
+from ._validate import InvalidValue, in_range
+from .paint_canvas import CanvasPart, CanvasTraits
 
 __all__ = ["AblationPanel"]
 
+_MODES = ("remove", "insert")
 
-class AblationPanel(SessionWidget):
+
+class AblationPanel(SessionWidget, CanvasTraits):
     """Choose units (by concept, by number, or from a UnitBrowser), a strength 0-1, remove or
     insert (insert sets units to their high quantile, like GANPaint's draw), and an optional
     painted region; original and edited samples side by side.
 
-    The panel owns one edit on the Session's stack and retunes it in place as controls move.
-    Renders run in a worker where the newest value wins, so a dragged slider never queues
-    stale renders. ``panel.edit`` is the edit; ``panel.wait()`` waits for the render.
+    ``panel.edit`` is the edit the controls describe (None when they describe none),
+    ``panel.applied`` whether it is on the Session. While applied, moving a control retunes
+    the applied edit in place (``session.replace``); other widgets on the Session redraw once
+    the drag settles. Renders run in a worker where the newest value wins;
+    ``panel.wait()`` waits for the newest.
     """
+
+    _esm = esm("ablation_panel.js")
+    _css = css("image_grid.css", "paint_canvas.css", "ablation_panel.css")
+
+    layer = t.Unicode("").tag(sync=True)
+    count = t.Int(0).tag(sync=True)
+    concepts = t.List(t.Unicode()).tag(sync=True)
+    concept = t.Unicode("").tag(sync=True)  # "" = units typed by number
+    top = t.Int(10).tag(sync=True)
+    top_max = t.Int(40).tag(sync=True)
+    units = t.Unicode("").tag(sync=True)
+    strength = t.Float(1.0).tag(sync=True)
+    mode = t.Unicode("remove").tag(sync=True)
+    region = t.Bool(False).tag(sync=True)
+    applied = t.Bool(False).tag(sync=True)
+    has_browser = t.Bool(False).tag(sync=True)
+    canvas_caption = t.Unicode("").tag(sync=True)
+    original = t.Dict().tag(sync=True)
+    edited = t.Dict().tag(sync=True)
+
+    _check_strength = in_range("strength", low=0, high=1)
 
     @closes_on_failure
     def __init__(
@@ -42,141 +73,231 @@ class AblationPanel(SessionWidget):
         browser=None,
         columns: int = 4,
         size: int = 112,
+        strength: float = 1.0,
+        mode: str = "remove",
     ):
-        self.layer = session.check_layer(layer)
+        layer = session.check_layer(layer)
+        self.session = session
         self.seeds = list(seeds) if seeds is not None else session.samples
-        self._count = session.layer_shape(self.layer)[0]
         self.edit = None
+        self._applied = None  # the edit this panel put on the Session
+        self._undone_elsewhere = False
+        self._typing = False
         self.last_render_s = 0.0
-        self._runner = Latest(on_error=self._show_error)
-        d = session.dissections.get(self.layer)
-        concepts = sorted(set(d.labels)) if d is not None else []
-        self.concept = w.Dropdown(
-            options=["(by number)", *concepts],
-            description="concept",
-            layout=w.Layout(width="240px"),
+        self.original_grid = GridData(columns=columns, size=size, encoding="raw")
+        self.edited_grid = GridData(columns=columns, size=size, encoding="raw", mode="outline")
+        count = session.layer_shape(layer)[0]
+        d = session.dissections.get(layer)
+        super().__init__(
+            layer=layer,
+            count=count,
+            concepts=sorted(set(d.labels)) if d is not None else [],
+            top=min(10, count),
+            top_max=min(40, count),
+            units=", ".join(str(int(u)) for u in (units or [])),
+            strength=strength,
+            mode=mode,
+            has_browser=browser is not None,
         )
-        self.top_n = w.IntSlider(
-            value=min(10, self._count), min=1, max=min(40, self._count), description="top"
+        # hold the browser through a callback: an attribute would make close() close it
+        self._browser_unit = (lambda: browser.unit) if browser is not None else None
+        seed = self.seeds[0]
+        self.canvas = CanvasPart(self, session.generate([seed], state=session.state)[0], brush=6)
+        self.canvas_caption = (
+            f"Paint on sample #{seed}: the edit then applies only inside the painted region, "
+            "at the same place on every sample (outlined on the edited side)."
         )
-        self.units = w.Text(
-            value=", ".join(str(u) for u in (units or [])),
-            description="units",
-            placeholder="e.g. 3, 12-15",
-        )
-        self.strength = w.FloatSlider(
-            value=1.0, min=0.0, max=1.0, step=0.05, description="strength"
-        )
-        self.mode = w.ToggleButtons(
-            options=["remove", "insert"], value="remove", style={"button_width": "70px"}
-        )
-        self.region = w.Checkbox(value=False, description="only in the painted region")
-        self.canvas = PaintCanvas(session.generate(self.seeds[:1])[0], size=192, brush=6)
-        self.canvas.layout.display = "none"
-        self.status = w.HTML()
-        self.original = ImageGrid(columns=columns, size=size)
-        self.edited = ImageGrid(columns=columns, size=size, encoding="raw")
-        controls = [
-            w.HBox([self.concept, self.top_n]),
-            self.units,
-            self.strength,
-            w.HBox([self.mode, self.region]),
-        ]
-        if browser is not None:
-            add = w.Button(description="add the browser's unit", icon="plus")
-            add.on_click(lambda _: self._add_unit(browser.unit))
-            controls.append(add)
-        grids = w.HBox(
-            [
-                w.VBox(
-                    [w.HTML("<b>original</b>"), self.original], layout=w.Layout(margin="0 16px 0 0")
-                ),
-                w.VBox([w.HTML("<b>edited</b>"), self.edited]),
-            ]
-        )
-        super().__init__([w.HBox([w.VBox(controls), self.canvas]), self.status, grids])
-        self.add_class("gw-ablation-panel")
         self._bind(session)
-        self.concept.observe(self._on_concept, "value")
-        self.top_n.observe(self._on_concept, "value")
-        for control in (self.units, self.strength, self.mode, self.region):
-            control.observe(lambda _: self.schedule(), "value")
-        self.canvas.on_stroke(lambda _mask: self.schedule())
-        self.region.observe(self._toggle_canvas, "value")
-        self.original.set_images(session.generate(self.seeds))
-        self.schedule()
-        self.wait()
+        self.canvas.on_stroke(lambda _mask: self._changed())
+        self.refresh()
 
     # ------------------------------------------------------------ controls
+    @t.validate("mode")
+    def _check_mode(self, proposal) -> str:
+        if proposal["value"] not in _MODES:
+            raise InvalidValue(f"mode must be one of {_MODES}; got {proposal['value']!r}")
+        return proposal["value"]
+
+    @t.validate("concept")
+    def _check_concept(self, proposal) -> str:
+        if proposal["value"] and proposal["value"] not in self.concepts:
+            known = ", ".join(self.concepts) or "none: dissect the layer first"
+            raise InvalidValue(f"unknown concept {proposal['value']!r}; concepts: {known}")
+        return proposal["value"]
+
+    @t.observe("concept", "top")
     def _on_concept(self, _change=None) -> None:
         d = self.session.dissections.get(self.layer)
-        if d is None or self.concept.value == "(by number)":
+        if d is None or not self.concept:
             return
-        self.units.value = ", ".join(
-            str(u) for u in d.ranked_for(self.concept.value)[: self.top_n.value]
-        )
+        self._typing = True
+        try:
+            self.units = ", ".join(str(u) for u in d.ranked_for(self.concept)[: self.top])
+        finally:
+            self._typing = False
+
+    @t.observe("units")
+    def _on_units(self, _change) -> None:
+        if not self._typing and self.concept:
+            self.concept = ""  # typed units: no longer the concept's top units
+        self._changed()
+
+    @t.observe("strength", "mode", "region")
+    def _on_control(self, _change) -> None:
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._runner is None:
+            return  # still constructing
+        touch(self.session, self)
+        self.schedule(self._render)
+
+    def _do_add_unit(self) -> None:
+        if self._browser_unit is not None:
+            self._add_unit(self._browser_unit())
 
     def _add_unit(self, unit: int) -> None:
-        current = parse_units(self.units.value, self._count)
+        current = parse_units(self.units, self.count)
         if unit not in current:
-            self.units.value = ", ".join(str(u) for u in [*current, unit])
+            self.units = ", ".join(str(u) for u in [*current, unit])
 
-    def _toggle_canvas(self, change) -> None:
-        self.canvas.layout.display = "" if change["new"] else "none"
+    def _do_apply(self) -> None:
+        self.schedule(self._apply_now)
 
-    def _show_error(self, err: BaseException) -> None:
-        self.status.value = f"<span style='color:#c0392b'>{html.escape(str(err))}</span>"
+    def _do_unapply(self) -> None:
+        self.schedule(self._unapply_now)
+
+    # ------------------------------------------------------------ apply
+    def apply(self):
+        """Put the previewed edit on the Session (every widget and later code see it);
+        returns it, or None when the controls describe no edit."""
+        self.schedule(self._apply_now)
+        self.wait()
+        return self.edit if self.applied else None
+
+    def unapply(self) -> None:
+        """Take this panel's edit off the Session again (the preview stays)."""
+        self.schedule(self._unapply_now)
+        self.wait()
+
+    def _apply_now(self) -> None:
+        self._render()  # the newest controls first
+        if self.edit is None or self.applied:
+            return
+        self._quiet = True
+        try:
+            self.session.push(self.edit)
+        finally:
+            self._quiet = False
+        self._applied, self._undone_elsewhere = self.edit, False
+        self._render()
+
+    def _unapply_now(self) -> None:
+        if self._applied is not None and self._applied in self.session.edits:
+            self._quiet = True
+            try:
+                self.session.replace(self._applied, None)
+            finally:
+                self._quiet = False
+        self._applied = None
+        self._render()
 
     # ------------------------------------------------------------ rendering
-    def schedule(self) -> None:
-        """Ask for a render with the current control values (the newest request wins)."""
-        self._runner.submit(self._apply)
-
-    def wait(self, timeout: float = 30) -> bool:
-        """Block until the newest render is on screen."""
-        return self._runner.wait(timeout)
-
     def _wanted_edit(self):
-        units = parse_units(self.units.value, self._count)
-        if not units or self.strength.value == 0:
+        units = parse_units(self.units, self.count)
+        if not units or self.strength == 0:
             return None
         mask = None
-        if self.region.value:
+        if self.region:
             mask = self.canvas.mask.astype("float32")
             if not mask.any():
                 return None
-        value = 0.0 if self.mode.value == "remove" else "high"
-        return self.session.ablation(self.layer, units, self.strength.value, mask, value)
-
-    def _apply(self) -> None:
-        start = time.perf_counter()
-        new = self._wanted_edit()
-        self._quiet = True
-        try:
-            self.edit = self.session.replace(self.edit, new)
-        finally:
-            self._quiet = False
-        self.edited.set_images(self.session.generate(self.seeds))
-        self.last_render_s = time.perf_counter() - start
-        what = self.edit.describe() if self.edit is not None else self._why_nothing()
-        self.status.value = html.escape(what)
-
-    def _why_nothing(self) -> str:
-        if not self.units.value.strip():
-            return "no units chosen: nothing changed"
-        if self.strength.value == 0:
-            return "strength 0: nothing changed"
-        return "paint a region on the image (or untick the region box): nothing changed yet"
+        value = 0.0 if self.mode == "remove" else "high"
+        return self.session.ablation(self.layer, units, self.strength, mask, value)
 
     def refresh(self) -> None:
-        """Another widget or code changed the Session: redraw both sides."""
-        with self.session.excluding(self.edit):
-            self.original.set_images(self.session.generate(self.seeds))
-        self.edited.set_images(self.session.generate(self.seeds))
+        """Redraw both sides for the Session as it is now (after an event or on request)."""
+        self._render()
+
+    def _render(self) -> None:
+        start = time.perf_counter()
+        s = self.session
+        if self._applied is not None and self._applied not in s.edits:
+            self._applied, self._undone_elsewhere = None, True  # undone elsewhere
+        elif self._applied is None and self.edit is not None and self.edit in s.edits:
+            self._applied, self._undone_elsewhere = self.edit, False  # redone elsewhere
+        try:
+            new = self._wanted_edit()
+        except (ValueError, KeyError, TypeError) as err:
+            self._show_error(err)
+            return
+        for known in (self._applied, self.edit):  # unchanged controls: the same edit (cached)
+            if known is not None and new is not None and self._same(new, known):
+                new = known
+                break
+        if self._applied is not None and new is not self._applied:
+            self._quiet = True  # retune the applied edit in place
+            try:
+                self._applied = s.replace(self._applied, new)
+            finally:
+                self._quiet = False
+        self.edit = new
+        state = s.state
+        base = state.minus(self._applied) if self._applied is not None else state
+        shown = state if self._applied is not None else (base.plus(new) if new else base)
+        edited = s.generate(self.seeds, state=shown)
+        self.edited_grid.set_images(edited)
+        self._outline(new)
+        with self.hold_sync():
+            self.edited = self.edited_grid.payload()
+            if self.original_grid._images == [] or base.key != getattr(self, "_base_key", None):
+                self.original_grid.set_images(s.generate(self.seeds, state=base))
+                self.original = self.original_grid.payload()
+                self._base_key = base.key
+            self.applied = self._applied is not None
+            self._say(*self._describe(new))
+        self.last_render_s = time.perf_counter() - start
+
+    def _same(self, a, b) -> bool:
+        return a.signature() == b.signature()
+
+    def _outline(self, edit) -> None:
+        """Outline the painted region on the edited side (the same place on every sample)."""
+        if edit is None or edit.mask is None:
+            self.edited_grid.set_heatmaps(None)
+            return
+        mask = np.asarray(edit.mask, np.float32)
+        heat = np.repeat(mask[None], len(self.seeds), axis=0)
+        self.edited_grid.set_heatmaps(heat, vmin=0, vmax=1, threshold=0.5)
+
+    def _describe(self, edit) -> tuple[str, str]:
+        if edit is None:
+            if self._applied is None and self._undone_elsewhere:
+                return "your applied edit was undone elsewhere; " + self._why_nothing(), "nothing"
+            return self._why_nothing(), "nothing"
+        what = edit.describe()
+        if self._applied is not None:
+            return (
+                f"APPLIED: {what}. It is on the Session: every widget and session.generate() "
+                "see it. Moving a control retunes it; Remove takes it off.",
+                "applied",
+            )
+        why = " (your applied edit was undone elsewhere)" if self._undone_elsewhere else ""
+        return (
+            f"PREVIEW: {what}{why}. Only this panel shows it; Apply puts it on the Session.",
+            "preview",
+        )
+
+    def _why_nothing(self) -> str:
+        if not self.units.strip():
+            return "no units chosen: nothing to preview (pick a concept or type unit numbers)"
+        if self.strength == 0:
+            return "strength 0: nothing changes"
+        return "paint a region on the sample (or untick the region box): nothing changes yet"
 
     def close(self) -> None:
-        """Finish the newest render, then stop listening and free the worker and models
-        (the edit stays on the Session: edits outlive widgets)."""
+        """Finish the newest render, then stop listening and free the worker and model
+        (an applied edit stays on the Session: edits outlive widgets)."""
         if self._runner is not None:
             self.wait(5)
         super().close()

@@ -15,53 +15,20 @@ page replays it.
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Callable
 
 import anywidget
 import numpy as np
-import torch
 import traitlets as t
 
-from .. import render
+from ._bundle import css, esm
+from ._grid import dequantise, encode, image_stack, lut_bytes, quantise
 from ._owner import Owner, closes_on_failure
 from ._validate import InvalidValue, in_range
 
 __all__ = ["ImageGrid"]
 
-_STATIC = pathlib.Path(__file__).parent / "static"
-
-
-def _lut_bytes(cmap: str) -> bytes:
-    """256 RGB entries of a matplotlib colormap, as 768 bytes."""
-    import matplotlib
-
-    if cmap not in matplotlib.colormaps:
-        raise InvalidValue(
-            f"unknown colormap {cmap!r}; use a matplotlib colormap name "
-            f"({len(matplotlib.colormaps)} known), e.g. inferno, viridis, magma, gray, RdBu_r"
-        )
-    rgb = matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3]
-    return (rgb * 255).astype(np.uint8).tobytes()
-
-
-def _as_image_stack(images) -> np.ndarray:
-    """uint8 (N, H, W, 3|4), float (N, 3, H, W) in [-1, 1], or a list of same-size images."""
-    if isinstance(images, (list, tuple)):
-        if not images:
-            return np.zeros((0, 1, 1, 3), np.uint8)
-        images = np.stack([np.asarray(render.to_uint8(im)) for im in images])
-    if isinstance(images, torch.Tensor) or (
-        isinstance(images, np.ndarray) and images.dtype != np.uint8
-    ):
-        images = render.to_uint8(images)
-    arr = np.asarray(images)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (3, 4):
-        raise ValueError(
-            "images must be uint8 (N, H, W, 3), float (N, 3, H, W) in [-1, 1], or a list of "
-            f"same-size images; got {arr.dtype} {arr.shape} (for one image use images[None])"
-        )
-    return arr
+HEAT_MODES = ("colormap", "highlight", "outline", "none")
 
 
 class ImageGrid(Owner, anywidget.AnyWidget):
@@ -73,8 +40,8 @@ class ImageGrid(Owner, anywidget.AnyWidget):
     >>> grid.captions = ["first", "second"]
     """
 
-    _esm = _STATIC / "image_grid.js"
-    _css = _STATIC / "image_grid.css"
+    _esm = esm("image_grid.js")
+    _css = css("image_grid.css")
 
     _images = t.List(t.Bytes()).tag(sync=True)
     _image_shape = t.List(t.Int(), default_value=[0, 0, 3]).tag(sync=True)
@@ -87,6 +54,7 @@ class ImageGrid(Owner, anywidget.AnyWidget):
     cmap = t.Unicode("inferno").tag(sync=True)
     opacity = t.Float(0.5).tag(sync=True)
     threshold = t.Float(None, allow_none=True).tag(sync=True)
+    heat_mode = t.Unicode("colormap").tag(sync=True)
     captions = t.List(t.Unicode()).tag(sync=True)
     columns = t.Int(8).tag(sync=True)
     size = t.Int(128).tag(sync=True)
@@ -108,6 +76,7 @@ class ImageGrid(Owner, anywidget.AnyWidget):
         opacity: float = 0.5,
         threshold: float | None = None,
         encoding: str = "png",
+        heat_mode: str = "colormap",
     ):
         self._arrays = np.zeros((0, 1, 1, 3), np.uint8)
         super().__init__(
@@ -117,8 +86,9 @@ class ImageGrid(Owner, anywidget.AnyWidget):
             cmap=cmap,
             opacity=opacity,
             threshold=threshold,
+            heat_mode=heat_mode,
             captions=list(captions or []),
-            _lut=_lut_bytes(cmap),
+            _lut=lut_bytes(cmap),
         )
         self._click_callbacks: list[Callable[[dict], object]] = []
         if images is not None:
@@ -136,7 +106,7 @@ class ImageGrid(Owner, anywidget.AnyWidget):
 
         >>> ImageGrid().set_images(np.zeros((3, 8, 8, 3), np.uint8))
         """
-        arr = _as_image_stack(images)
+        arr = image_stack(images)
         with self.hold_sync():
             if self._heat_shape[0] not in (0, len(arr)):
                 self.set_heatmaps(None)
@@ -145,10 +115,9 @@ class ImageGrid(Owner, anywidget.AnyWidget):
 
     def _send_images(self) -> None:
         arr = self._arrays
-        encode = render.png_bytes if self.encoding == "png" else np.ndarray.tobytes
         with self.hold_sync():
             self._image_shape = list(arr.shape[1:])
-            self._images = [encode(im) for im in arr]
+            self._images = encode(arr, self.encoding)
 
     def set_heatmaps(self, heatmaps, vmin: float | None = None, vmax: float | None = None) -> None:
         """Overlay float heatmaps (N, h, w), any grid size; ``None`` removes them.
@@ -162,31 +131,15 @@ class ImageGrid(Owner, anywidget.AnyWidget):
             with self.hold_sync():
                 self._heat, self._heat_shape = b"", [0, 0, 0]
             return
-        heat = np.asarray(torch.as_tensor(heatmaps).detach().float().cpu())
-        if heat.ndim != 3:
-            raise ValueError(f"heatmaps must be float (N, h, w); got shape {heat.shape}")
-        if len(self) and heat.shape[0] != len(self):
-            n = heat.shape[0]
-            raise ValueError(f"got {n} heatmaps for {len(self)} images; need one per image")
-        if not np.isfinite(heat).all():
-            raise ValueError("heatmaps contain NaN or infinite values; only finite ones are valid")
-        lo = float(heat.min()) if vmin is None else float(vmin)
-        hi = float(heat.max()) if vmax is None else float(vmax)
-        if hi < lo:
-            raise ValueError(f"vmax ({hi}) must be >= vmin ({lo})")
-        scaled = (heat - lo) / max(hi - lo, 1e-12) * 255
-        quantised = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+        data, shape, lo, hi = quantise(heatmaps, len(self), vmin, vmax)
         with self.hold_sync():
             self.vmin, self.vmax = lo, hi
-            self._heat, self._heat_shape = quantised.tobytes(), list(heat.shape)
+            self._heat, self._heat_shape = data, shape
 
     @property
     def heatmaps(self) -> np.ndarray | None:
         """The heatmaps as the browser sees them (dequantised float32 (N, h, w)), or None."""
-        if not self._heat:
-            return None
-        q = np.frombuffer(self._heat, np.uint8).reshape(self._heat_shape).astype(np.float32)
-        return self.vmin + q / 255 * (self.vmax - self.vmin)
+        return dequantise(self._heat, self._heat_shape, self.vmin, self.vmax)
 
     def on_click(self, callback: Callable[[dict], object], remove: bool = False) -> None:
         """Call ``callback(dict(index=i, x=x, y=y))`` (image pixels) on each click on an image.
@@ -207,7 +160,7 @@ class ImageGrid(Owner, anywidget.AnyWidget):
 
     @t.observe("cmap")
     def _on_cmap(self, change) -> None:
-        self._lut = _lut_bytes(change["new"])
+        self._lut = lut_bytes(change["new"])
 
     @t.observe("encoding")
     def _on_encoding(self, _change) -> None:
@@ -221,5 +174,11 @@ class ImageGrid(Owner, anywidget.AnyWidget):
 
     @t.validate("cmap")
     def _check_cmap(self, proposal) -> str:
-        _lut_bytes(proposal["value"])
+        lut_bytes(proposal["value"])
+        return proposal["value"]
+
+    @t.validate("heat_mode")
+    def _check_heat_mode(self, proposal) -> str:
+        if proposal["value"] not in HEAT_MODES:
+            raise InvalidValue(f"heat_mode must be one of {HEAT_MODES}; got {proposal['value']!r}")
         return proposal["value"]

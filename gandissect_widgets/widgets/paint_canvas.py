@@ -15,7 +15,6 @@ browser's Undo button and ``canvas.undo()`` step back through the same strokes.
 
 from __future__ import annotations
 
-import pathlib
 import re
 from collections.abc import Callable
 
@@ -25,12 +24,12 @@ import torch
 import traitlets as t
 
 from .. import render
+from ._bundle import css, esm
 from ._owner import Owner, closes_on_failure
 from ._validate import InvalidValue, in_range
 
-__all__ = ["PaintCanvas"]
+__all__ = ["PaintCanvas", "CanvasTraits", "CanvasPart"]
 
-_STATIC = pathlib.Path(__file__).parent / "static"
 _HISTORY = 64
 _MODES = ("paint", "erase")
 
@@ -52,8 +51,8 @@ class PaintCanvas(Owner, anywidget.AnyWidget):
     >>> canvas.mode = "erase"
     """
 
-    _esm = _STATIC / "paint_canvas.js"
-    _css = _STATIC / "paint_canvas.css"
+    _esm = esm("paint_canvas.js")
+    _css = css("paint_canvas.css")
 
     _image = t.Bytes(b"").tag(sync=True)
     _shape = t.List(t.Int(), default_value=[256, 256]).tag(sync=True)
@@ -203,3 +202,120 @@ class PaintCanvas(Owner, anywidget.AnyWidget):
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", proposal["value"]):
             raise InvalidValue(f"color must be '#rrggbb' hex; got {proposal['value']!r}")
         return proposal["value"]
+
+
+class CanvasTraits(t.HasTraits):
+    """A paint canvas inside a composite widget: PaintCanvas's traits, named ``canvas_*``
+    (the view maps them back; see ``mapped`` in static/_util.js). Use it through
+    :class:`CanvasPart`."""
+
+    canvas_image = t.Bytes(b"").tag(sync=True)
+    canvas_shape = t.List(t.Int(), default_value=[256, 256]).tag(sync=True)
+    canvas_mask = t.Bytes(b"").tag(sync=True, from_json=_bytes_from_json)
+    canvas_strokes = t.Int(0).tag(sync=True)
+    canvas_undo_depth = t.Int(0).tag(sync=True)
+    canvas_size = t.Int(256).tag(sync=True)
+    canvas_brush = t.Int(8).tag(sync=True)
+    canvas_mode = t.Unicode("paint").tag(sync=True)
+    canvas_opacity = t.Float(0.5).tag(sync=True)
+    canvas_color = t.Unicode("#ff3366").tag(sync=True)
+
+
+class CanvasPart:
+    """PaintCanvas's Python side (image, mask, undo history, stroke callbacks) over a
+    composite's ``canvas_*`` traits, so ``panel.canvas.mask`` reads like ``PaintCanvas.mask``.
+
+    Not a widget: it holds no model of its own and closes with its host.
+    """
+
+    def __init__(self, host: CanvasTraits, image=None, *, size: int = 256, brush: int = 8):
+        self._host = host
+        self._history: list[bytes] = []
+        self._callbacks: list[Callable[[np.ndarray], object]] = []
+        self._image_array: np.ndarray | None = None
+        self._restoring = False
+        host.observe(self._record, "canvas_mask")
+        host.observe(self._notify, "canvas_strokes")
+        with host.hold_sync():
+            host.canvas_size, host.canvas_brush = size, brush
+            host.canvas_shape = [size, size]
+            host.canvas_mask = bytes(size * size)
+            if image is not None:
+                self.image = image
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self._host.canvas_shape)
+
+    @property
+    def image(self) -> np.ndarray | None:
+        return self._image_array
+
+    @image.setter
+    def image(self, value) -> None:
+        arr = render.to_uint8(value)
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+            raise ValueError(f"image must be uint8 (H, W, 3); got {arr.dtype} {arr.shape}")
+        host, shape = self._host, list(arr.shape[:2])
+        with host.hold_sync():
+            self._image_array = arr
+            host.canvas_image = render.png_bytes(arr)
+            if shape != list(host.canvas_shape):
+                self._history.clear()
+                host.canvas_shape = shape
+                self._restore(bytes(shape[0] * shape[1]))
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The painted mask, uint8 (H, W) of 0 and 1; assign an array to draw."""
+        data = self._host.canvas_mask
+        if len(data) != self.shape[0] * self.shape[1]:
+            return np.zeros(self.shape, np.uint8)
+        return np.frombuffer(data, np.uint8).reshape(self.shape).copy()
+
+    @mask.setter
+    def mask(self, value) -> None:
+        arr = np.asarray(torch.as_tensor(value).detach().float().cpu())
+        if arr.shape != self.shape:
+            raise ValueError(f"mask must have the image's shape {self.shape}; got {arr.shape}")
+        self._host.canvas_mask = (arr >= 0.5).astype(np.uint8).tobytes()
+
+    def clear(self) -> None:
+        """Erase the whole mask (undoable)."""
+        self._host.canvas_mask = bytes(self.shape[0] * self.shape[1])
+
+    def undo(self) -> bool:
+        """Restore the mask before the last stroke; False if there is nothing to undo."""
+        if not self._history:
+            return False
+        self._restore(self._history.pop())
+        return True
+
+    def on_stroke(self, callback: Callable[[np.ndarray], object]) -> None:
+        """Call ``callback(mask)`` after each edit made in the browser (stroke, clear, undo)."""
+        self._callbacks.append(callback)
+
+    def handle_msg(self, content: dict) -> bool:
+        """A message from the view; True if it was this part's."""
+        if content.get("part") != "canvas":
+            return False
+        if content.get("event") == "undo" and self.undo():
+            self._notify()
+        return True
+
+    def _restore(self, mask: bytes) -> None:
+        self._restoring = True
+        try:
+            self._host.canvas_mask = mask
+        finally:
+            self._restoring = False
+
+    def _record(self, change) -> None:
+        if not self._restoring and change["old"] and len(change["old"]) == len(change["new"]):
+            self._history = (self._history + [change["old"]])[-_HISTORY:]
+        self._host.canvas_undo_depth = len(self._history)
+
+    def _notify(self, _change=None) -> None:
+        mask = self.mask
+        for callback in list(self._callbacks):
+            callback(mask)

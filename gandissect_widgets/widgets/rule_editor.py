@@ -1,10 +1,14 @@
 """RuleEditor: copy an object, paste it elsewhere, paint where the rule holds, rewrite the GAN.
 
-Pick a sample in the gallery, paint on it, then press **Copy** (the region to copy), **Add to
-context** (where the rule applies) or, after **Paste**, click a gallery image where the copy
-goes. **Execute** rewrites the layer in the background; the gallery shows the changed model
-(toggle **original** to compare). The tray shows every region with what it is for; click a
-tray item to remove it.
+Pick a sample in the gallery, paint on it, then press **Copy** (the region to copy) or **Add to
+context** (where the rule applies); press **Paste** and click a gallery image where the copy
+goes (the tray previews it there). **Execute** rewrites the layer in the background; the
+gallery and the canvas show the changed model (toggle **original** to compare). **Undo
+rewrite** / **Redo rewrite** take the rewrite off the Session and back; the paint bar's
+**↶ stroke** only undoes a paint stroke. The tray shows every region; click one to remove it.
+
+Everything the editor knows (copy, paste, context, the gallery, the status) is a synced trait:
+other code can observe it, and a saved page replays it (its buttons are disabled there).
 
 >>> import gandissect_widgets as gw
 >>> s = gw.Session.from_zoo("hamlet")                  # doctest: +SKIP
@@ -13,28 +17,55 @@ tray item to remove it.
 
 from __future__ import annotations
 
-import html
 import threading
 import time
 
-import ipywidgets as w
 import numpy as np
+import traitlets as t
 
 from .. import rewrite as rw
-from ._latest import Latest
+from ._bundle import css, esm
+from ._grid import GridData
 from ._session_widget import SessionWidget, closes_on_failure
-from .image_grid import ImageGrid
-from .paint_canvas import PaintCanvas
+from ._validate import InvalidValue
+from .paint_canvas import CanvasPart, CanvasTraits
 
 __all__ = ["RuleEditor"]
 
 
-class RuleEditor(SessionWidget):
+class RuleEditor(SessionWidget, CanvasTraits):
     """Rewrite ``layer`` of a generator Session by copy, paste and context examples.
 
     ``editor.edit`` is the newest rewrite made here; ``editor.wait()`` waits for a running
     Execute or render. ``stat_samples`` and ``cache`` go to :func:`rewrite.rewrite`.
+    ``editor.copy`` = (seed, mask), ``editor.paste`` = (seed, (y, x)), ``editor.context`` =
+    [(seed, mask), ...] read and write the synced traits.
     """
+
+    _esm = esm("rule_editor.js")
+    _css = css("image_grid.css", "paint_canvas.css", "rule_editor.css")
+
+    layer = t.Unicode("").tag(sync=True)
+    seeds = t.List(t.Int()).tag(sync=True)
+    current = t.Int(0).tag(sync=True)
+    mask_shape = t.List(t.Int(), default_value=[0, 0]).tag(sync=True)
+    copy_seed = t.Int(None, allow_none=True).tag(sync=True)
+    copy_mask = t.Bytes(b"").tag(sync=True)
+    paste_at = t.List(t.Int()).tag(sync=True)  # [seed, y, x] or []
+    context_seeds = t.List(t.Int()).tag(sync=True)
+    context_masks = t.List(t.Bytes()).tag(sync=True)
+    placing = t.Bool(False).tag(sync=True)
+    rank = t.Int(1).tag(sync=True)
+    steps = t.Int(rw.DEFAULT_STEPS).tag(sync=True)
+    view = t.Unicode("changed").tag(sync=True)
+    path = t.Unicode("rule.npz").tag(sync=True)
+    running = t.Bool(False).tag(sync=True)
+    has_rewrite = t.Bool(False).tag(sync=True)
+    rewrite_applied = t.Bool(False).tag(sync=True)
+    can_redo = t.Bool(False).tag(sync=True)
+    canvas_caption = t.Unicode("").tag(sync=True)
+    gallery = t.Dict().tag(sync=True)
+    tray = t.Dict().tag(sync=True)
 
     @closes_on_failure
     def __init__(
@@ -49,93 +80,127 @@ class RuleEditor(SessionWidget):
         cache=True,
     ):
         rw.conv_of(session, layer)  # a clear error now rather than at Execute
-        self.layer = layer
-        self.seeds = list(seeds) if seeds is not None else session.samples
+        self.session = session
         self.stat_samples, self.cache = stat_samples, cache
         self.edit = None
-        self.current = self.seeds[0]
-        self.copy = self.paste = None
-        self.context: list[tuple[int, np.ndarray]] = []
-        self._placing = False
+        self._done: str | None = None  # what the last Execute or Load did, for the status
         self._job: threading.Thread | None = None
         self._cancel = threading.Event()
-        self._runner = Latest(on_error=self._show_error)
-
-        self.gallery = ImageGrid(columns=columns, size=size)
-        self.canvas = PaintCanvas(session.generate([self.current])[0], size=2 * size, brush=6)
-        self.tray = ImageGrid(columns=8, size=size // 2, opacity=0.6)
-        button = {"layout": w.Layout(width="auto")}
-        self.copy_button = w.Button(description="Copy", icon="copy", **button)
-        self.paste_button = w.Button(description="Paste (click to place)", **button)
-        self.context_button = w.Button(description="Add to context", icon="plus", **button)
-        self.match_button = w.Button(description="Show context matches", **button)
-        self.execute_button = w.Button(description="Execute", button_style="primary", **button)
-        self.cancel_button = w.Button(description="Cancel", disabled=True, **button)
-        self.view = w.ToggleButtons(options=["changed", "original"], value="changed")
-        self.undo_button = w.Button(description="Undo", icon="undo", **button)
-        self.redo_button = w.Button(description="Redo", icon="repeat", **button)
-        self.path = w.Text(value="rule.npz", description="file", layout=w.Layout(width="260px"))
-        self.save_button = w.Button(description="Save", icon="save", **button)
-        self.load_button = w.Button(description="Load", icon="folder-open", **button)
-        self.rank = w.BoundedIntText(value=1, min=1, max=64, description="rank")
-        self.steps = w.BoundedIntText(
-            value=rw.DEFAULT_STEPS, min=1, max=20000, step=100, description="steps"
-        )
-        self.status = w.HTML()
-
-        self.gallery.on_click(self._on_gallery_click)
-        self.tray.on_click(self._on_tray_click)
-        self.copy_button.on_click(lambda _: self.take_copy())
-        self.paste_button.on_click(lambda _: self._arm_paste())
-        self.context_button.on_click(lambda _: self.add_context())
-        self.match_button.on_click(lambda _: self.show_matches())
-        self.execute_button.on_click(lambda _: self.execute())
-        self.cancel_button.on_click(lambda _: self._cancel.set())
-        self.view.observe(lambda _: self.refresh(), "value")
-        self.undo_button.on_click(lambda _: self.session.undo())
-        self.redo_button.on_click(lambda _: self.session.redo())
-        self.save_button.on_click(lambda _: self.save())
-        self.load_button.on_click(lambda _: self.load())
-
-        painting = w.VBox(
-            [
-                self.canvas,
-                w.HBox([self.copy_button, self.paste_button, self.context_button]),
-            ]
-        )
-        controls = w.VBox(
-            [
-                w.HBox([self.rank, self.steps]),
-                w.HBox([self.execute_button, self.cancel_button, self.match_button]),
-                w.HBox([self.view, self.undo_button, self.redo_button]),
-                w.HBox([self.path, self.save_button, self.load_button]),
-            ]
-        )
+        self._heat = None  # context-match heatmaps over the gallery, until it changes
+        self.gallery_grid = GridData(columns=columns, size=size, encoding="raw")
+        self.tray_grid = GridData(columns=8, size=max(64, size * 2 // 3), mode="highlight")
+        seeds = list(seeds) if seeds is not None else session.samples
         super().__init__(
-            [
-                w.HBox([painting, w.VBox([w.HTML("<b>samples</b>"), self.gallery])]),
-                w.HTML("<b>regions</b> (click one to remove it)"),
-                self.tray,
-                controls,
-                self.status,
-            ]
+            layer=layer,
+            seeds=seeds,
+            current=seeds[0],
+            mask_shape=list(session.image_size),
         )
-        self.add_class("gw-rule-editor")
+        self.canvas = CanvasPart(self, self._image(self.current), size=max(256, 2 * size), brush=6)
+        self._caption()
         self._bind(session)
         self._show_tray()
-        self.refresh()
+        self._render()
+        self._say("paint on the sample, then Copy what to copy; Paste and Add to context next")
+
+    # ------------------------------------------------------------------ state as Python
+    def _mask(self, data: bytes) -> np.ndarray:
+        return np.frombuffer(data, np.uint8).reshape(self.mask_shape).astype(np.float32)
+
+    def _bytes(self, mask) -> bytes:
+        arr = np.asarray(mask, np.float32)
+        if list(arr.shape) != list(self.mask_shape):
+            raise ValueError(f"a region mask must be {tuple(self.mask_shape)}; got {arr.shape}")
+        return (arr > 0.5).astype(np.uint8).tobytes()
+
+    @property
+    def copy(self) -> tuple[int, np.ndarray] | None:
+        """(seed, float mask) of the region to copy, or None."""
+        if self.copy_seed is None:
+            return None
+        return self.copy_seed, self._mask(self.copy_mask)
+
+    @copy.setter
+    def copy(self, value) -> None:
+        with self.hold_sync():
+            if value is None:
+                self.copy_seed, self.copy_mask = None, b""
+            else:
+                self.copy_mask, self.copy_seed = self._bytes(value[1]), int(value[0])
+        self._show_tray()
+
+    @property
+    def paste(self) -> tuple[int, tuple[int, int]] | None:
+        """(seed, (y, x)) where the copy goes, or None."""
+        if not self.paste_at:
+            return None
+        seed, y, x = self.paste_at
+        return seed, (y, x)
+
+    @paste.setter
+    def paste(self, value) -> None:
+        if value is None:
+            self.paste_at = []
+        else:
+            seed, (y, x) = value
+            self.paste_at = [int(seed), int(y), int(x)]
+        self._show_tray()
+
+    @property
+    def context(self) -> list[tuple[int, np.ndarray]]:
+        """[(seed, float mask), ...]: where the rule applies."""
+        return [(s, self._mask(m)) for s, m in zip(self.context_seeds, self.context_masks)]
+
+    @context.setter
+    def context(self, value) -> None:
+        value = list(value)
+        with self.hold_sync():
+            self.context_masks = [self._bytes(m) for _, m in value]
+            self.context_seeds = [int(s) for s, _ in value]
+        self._show_tray()
+
+    @t.validate("view")
+    def _check_view(self, proposal) -> str:
+        if proposal["value"] not in ("changed", "original"):
+            raise InvalidValue(f"view must be 'changed' or 'original'; got {proposal['value']!r}")
+        return proposal["value"]
+
+    @t.validate("rank", "steps")
+    def _check_positive(self, proposal) -> int:
+        if proposal["value"] < 1:
+            raise InvalidValue(f"{proposal['trait'].name} must be >= 1; got {proposal['value']}")
+        return proposal["value"]
+
+    @t.observe("view")
+    def _on_view(self, _change) -> None:
+        if self._runner is not None:
+            self.refresh()
 
     # ------------------------------------------------------------------ painting
+    def _state(self):
+        """The state the gallery and canvas show: the Session's, or without the rewrite."""
+        state = self.session.state
+        if self.view == "original" and self.edit is not None:
+            state = state.minus(self.edit)
+        return state
+
+    def _image(self, seed: int) -> np.ndarray:
+        return self.session.generate([seed], state=self._state())[0]
+
+    def _caption(self) -> None:
+        self.canvas_caption = f"painting on sample #{self.current} ({self.view} model)"
+
     def select(self, seed: int) -> None:
         """Show sample ``seed`` on the canvas for painting."""
         self.current = int(seed)
-        self.canvas.image = self.session.generate([self.current])[0]
+        self.canvas.image = self._image(self.current)
         self.canvas.clear()
+        self._caption()
 
     def _painted(self, what: str) -> np.ndarray | None:
         mask = self.canvas.mask
         if not mask.any():
-            self._say(f"paint a region on the sample first, then press {what}")
+            self._say(f"paint a region on the sample first, then press {what}", "error")
             return None
         return mask.astype(np.float32)
 
@@ -145,73 +210,124 @@ class RuleEditor(SessionWidget):
         if mask is not None:
             self.copy = (self.current, mask)
             self.canvas.clear()
-            self._show_tray()
-            self._say(f"copied {int(mask.sum())} pixels of sample {self.current}; now Paste")
+            self._say(f"copied {int(mask.sum())} pixels of sample #{self.current}; now Paste")
 
-    def _arm_paste(self) -> None:
+    def arm_paste(self) -> None:
+        """The next gallery click places the copy."""
         if self.copy is None:
-            self._say("Copy a region first; Paste places it")
+            self._say("Copy a region first; Paste places it", "error")
             return
-        self._placing = True
+        self.placing = True
         self._say("click a sample in the gallery where the copy should go")
 
     def place(self, seed: int, y: int, x: int) -> None:
         """Paste the copied region centred at image pixel (y, x) of sample ``seed``."""
+        self.placing = False
         self.paste = (int(seed), (int(y), int(x)))
-        self._placing = False
-        self._show_tray()
-        self._say(f"paste at ({y}, {x}) of sample {seed}; add context, then Execute")
+        self._say(
+            f"paste at ({y}, {x}) of sample #{seed} (previewed in the regions tray); "
+            "add context, then Execute"
+        )
 
     def add_context(self) -> None:
         """Add the painted region of the current sample to the context (where the rule holds)."""
         mask = self._painted("Add to context")
         if mask is not None:
-            self.context.append((self.current, mask))
+            self.context = [*self.context, (self.current, mask)]
             self.canvas.clear()
-            self._show_tray()
-            self._say(f"{len(self.context)} context region(s)")
+            self._say(f"{len(self.context_seeds)} context region(s); Execute when ready")
 
-    def _on_gallery_click(self, where: dict) -> None:
-        seed = self.seeds[where["index"]]
-        if self._placing:
-            self.place(seed, where["y"], where["x"])
+    def _do_gallery(self, index: int, x: int, y: int) -> None:
+        seed = self.seeds[int(index)]
+        if self.placing:
+            self.place(seed, int(y), int(x))
         else:
             self.select(seed)
 
-    def _regions(self) -> list[tuple[str, int, np.ndarray]]:
-        """(caption, seed, mask) of every region, in tray order."""
+    def _do_tray(self, index: int, **_where) -> None:
+        i = int(index)
+        kinds = (["copy"] if self.copy is not None else []) + (["paste"] if self.paste else [])
+        if i < len(kinds):
+            setattr(self, kinds[i], None)
+        else:
+            context = self.context
+            del context[i - len(kinds)]
+            self.context = context
+
+    def _do_copy(self) -> None:
+        self.take_copy()
+
+    def _do_paste(self) -> None:
+        self.arm_paste()
+
+    def _do_context(self) -> None:
+        self.add_context()
+
+    def _do_execute(self) -> None:
+        self.execute()
+
+    def _do_cancel(self) -> None:
+        self._cancel.set()
+
+    def _do_matches(self) -> None:
+        self.show_matches()
+
+    def _do_undo(self) -> None:
+        self.undo()
+
+    def _do_redo(self) -> None:
+        self.redo()
+
+    def _do_save(self) -> None:
+        self.save()
+
+    def _do_load(self) -> None:
+        self.load()
+
+    def _paste_preview(self, seed: int, y: int, x: int):
+        """(image, mask): the copied pixels put at (y, x) of sample ``seed``, and where."""
+        copy_seed, copy_mask = self.copy if self.copy is not None else (None, None)
+        target = self._image(seed).copy()
+        mask = np.zeros(self.mask_shape, np.float32)
+        if copy_mask is None or not copy_mask.any():
+            mask[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3] = 1
+            return target, mask
+        ys, xs = np.nonzero(copy_mask > 0)
+        dy = int(round(y - (ys.min() + ys.max()) / 2))
+        dx = int(round(x - (xs.min() + xs.max()) / 2))
+        h, w = self.mask_shape
+        ty, tx = ys + dy, xs + dx
+        keep = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
+        source = self._image(copy_seed)
+        target[ty[keep], tx[keep]] = source[ys[keep], xs[keep]]
+        mask[ty[keep], tx[keep]] = 1
+        return target, mask
+
+    def _regions(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """(caption, image, mask) of every region, in tray order."""
         out = []
         if self.copy is not None:
-            out.append((f"copy · {self.copy[0]}", *self.copy))
+            seed, mask = self.copy
+            out.append((f"copy · #{seed}", self._image(seed), mask))
         if self.paste is not None:
             seed, (y, x) = self.paste
-            mask = np.zeros(self.session.image_size, np.float32)
-            mask[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3] = 1
-            out.append((f"paste · {seed}", seed, mask))
-        out += [(f"context · {s}", s, m) for s, m in self.context]
+            image, mask = self._paste_preview(seed, y, x)
+            out.append((f"paste · #{seed} at ({y}, {x})", image, mask))
+        out += [(f"context · #{s}", self._image(s), m) for s, m in self.context]
         return out
 
     def _show_tray(self) -> None:
         regions = self._regions()
+        g = self.tray_grid
         if not regions:
-            self.tray.set_images(np.zeros((0, *self.session.image_size, 3), np.uint8))
-            self.tray.captions = []
-            return
-        images = self.session.generate([s for _, s, _ in regions])
-        self.tray.set_images(images)
-        self.tray.set_heatmaps(np.stack([m for _, _, m in regions]), vmin=0, vmax=1)
-        self.tray.captions = [c for c, _, _ in regions]
-
-    def _on_tray_click(self, where: dict) -> None:
-        i = where["index"]
-        kinds = (["copy"] if self.copy is not None else []) + (
-            ["paste"] if self.paste is not None else []
-        )
-        if i < len(kinds):
-            setattr(self, kinds[i], None)
+            g.set_images(np.zeros((0, *self.session.image_size, 3), np.uint8))
+            g.set_heatmaps(None)
+            g.captions = []
         else:
-            del self.context[i - len(kinds)]
-        self._show_tray()
+            g.set_images(np.stack([im for _, im, _ in regions]))
+            g.set_heatmaps(np.stack([m for _, _, m in regions]), vmin=0, vmax=1, threshold=0.5)
+            g.captions = [c for c, _, _ in regions]
+        self.tray = g.payload()
 
     # ------------------------------------------------------------------ running
     def execute(self) -> None:
@@ -221,13 +337,13 @@ class RuleEditor(SessionWidget):
             return
         self._cancel.clear()
         request = {
-            "context": list(self.context),
+            "context": self.context,
             "copy": self.copy,
             "paste": self.paste,
-            "rank": int(self.rank.value),
-            "steps": int(self.steps.value),
+            "rank": int(self.rank),
+            "steps": int(self.steps),
         }
-        self.execute_button.disabled, self.cancel_button.disabled = True, False
+        self.running = True
         self._job = threading.Thread(target=self._run, args=(request,), daemon=True)
         self._job.start()
 
@@ -236,68 +352,124 @@ class RuleEditor(SessionWidget):
         total = request["steps"]
 
         def progress(step, loss):
-            self._say(f"step {step}/{total} · loss {loss:.4f} · {time.perf_counter() - t0:.1f} s")
+            self._say(
+                f"step {step}/{total} · loss {loss:.4f} · {time.perf_counter() - t0:.1f} s",
+                "busy",
+            )
 
         try:
-            self._say("collecting key statistics (cached after the first time) ...")
-            edit = rw.rewrite(
-                self.session,
-                self.layer,
-                **request,
-                stat_samples=self.stat_samples,
-                cache=self.cache,
-                progress=progress,
-                cancel=self._cancel,
-            )
+            self._say("collecting key statistics (cached after the first time) ...", "busy")
+            self._quiet = True  # this thread's push: the worker redraws below, once
+            try:
+                edit = rw.rewrite(
+                    self.session,
+                    self.layer,
+                    **request,
+                    stat_samples=self.stat_samples,
+                    cache=self.cache,
+                    progress=progress,
+                    cancel=self._cancel,
+                )
+            finally:
+                self._quiet = False
             if edit is None:
                 self._say("cancelled; the weights are unchanged")
             else:
                 self.edit = edit
-                self._say(
-                    f"done: loss {edit.losses[0]:.4f} → {edit.losses[-1]:.4f} in "
+                self._done = (
+                    f"rewritten: loss {edit.losses[0]:.4f} → {edit.losses[-1]:.4f} in "
                     f"{time.perf_counter() - t0:.1f} s ({edit.describe()})"
                 )
+                self._runner.submit(self.refresh)
         except (ValueError, KeyError, TypeError) as err:
             self._show_error(err)
         finally:
-            self.execute_button.disabled, self.cancel_button.disabled = False, True
+            self.running = False
 
     def show_matches(self) -> None:
         """Rank the gallery by how strongly the context's rule matches (heatmaps)."""
-        context = list(self.context)
+        context = self.context
+        if not context:
+            self._say("add context regions first; matches are ranked against them", "error")
+            return
 
         def work():
+            self._say("ranking the gallery by context match ...", "busy")
             m = rw.context_matches(
                 self.session,
                 self.layer,
                 context,
                 seeds=self.seeds,
-                rank=int(self.rank.value),
+                rank=int(self.rank),
                 stat_samples=self.stat_samples,
                 cache=self.cache,
             )
+            self._heat = np.asarray(m.heatmaps)
             self.seeds = list(m.seeds)
             self._render()
-            self.gallery.set_heatmaps(m.heatmaps)
-            self._say("gallery sorted by context match (strongest first)")
+            self._say("gallery sorted by context match (strongest first, heatmap: the match)")
 
-        if not context:
-            self._say("add context regions first; matches are ranked against them")
-            return
         self._runner.submit(work)
 
+    def undo(self) -> None:
+        """Take this editor's rewrite off the Session (Redo rewrite brings it back)."""
+        s = self.session
+        if self.edit is None or self.edit not in s.edits:
+            self._say("no rewrite of this editor is on the Session", "error")
+            return
+        if s.edits[-1] is not self.edit:
+            self._say("a newer edit is on top of this rewrite: undo that one first", "error")
+            return
+        s.undo()
+
+    def redo(self) -> None:
+        """Put the undone rewrite back on the Session."""
+        s = self.session
+        if self.edit is None or not s.stack.undone or s.stack.undone[-1] is not self.edit:
+            self._say("nothing of this editor to redo", "error")
+            return
+        s.redo()
+
     def refresh(self) -> None:
-        """Re-render the gallery (in the background) for the current edits and view."""
+        """Re-render the gallery, the canvas and the tray (in the background) for the current
+        edits and view, and say where the rewrite stands."""
         self._runner.submit(self._render)
 
     def _render(self) -> None:
-        if self.view.value == "original" and self.edit in self.session.edits:
-            with self.session.excluding(self.edit):
-                images = self.session.generate(self.seeds)
+        state = self._state()
+        images = self.session.generate(self.seeds, state=state)
+        g = self.gallery_grid
+        g.set_images(images)
+        if self._heat is not None and len(self._heat) == len(images):
+            g.set_heatmaps(self._heat)
         else:
-            images = self.session.generate(self.seeds)
-        self.gallery.set_images(images)
-        self.gallery.captions = [str(s) for s in self.seeds]
+            g.set_heatmaps(None)
+        g.captions = [f"#{s}" for s in self.seeds]
+        in_session = self.edit is not None and self.edit in self.session.edits
+        with self.hold_sync():
+            self.gallery = g.payload()
+            self.has_rewrite = self.edit is not None
+            self.rewrite_applied = in_session
+            self.can_redo = bool(self.session.stack.undone) and (
+                self.session.stack.undone[-1] is self.edit
+            )
+        self.canvas.image = self._image(self.current)  # the model as it is now; mask kept
+        self._caption()
+        if self.tray_grid.captions:
+            self._show_tray()
+        if self.edit is not None and not self.running:
+            if in_session:
+                done = self._done or f"applied: {self.edit.describe()}"
+                view = " (showing the original: toggle to compare)"
+                view = view if self.view == "original" else ""
+                self._say(done + view, "applied")
+                self._done = None
+            else:
+                self._say(
+                    f"rewrite undone: the model is back as it was ({self.edit.describe()} "
+                    "is off; Redo rewrite brings it back)",
+                    "preview",
+                )
 
     def wait(self, timeout: float = 60) -> bool:
         """Wait for a running Execute and pending renders; False on timeout."""
@@ -307,7 +479,7 @@ class RuleEditor(SessionWidget):
 
     def close(self, timeout: float = 5) -> None:
         """Cancel a running Execute (waiting up to ``timeout`` s), then stop listening and
-        free the worker and models (a finished rewrite stays on the Session)."""
+        free the worker and model (a finished rewrite stays on the Session)."""
         job = getattr(self, "_job", None)
         if job is not None and job is not threading.current_thread():
             self._cancel.set()
@@ -316,28 +488,25 @@ class RuleEditor(SessionWidget):
 
     # ------------------------------------------------------------------ files
     def save(self) -> None:
-        """Save the newest rewrite to the file named in the path box."""
+        """Save the newest rewrite to the file named in ``path``."""
         if self.edit is None:
-            self._say("nothing to save yet: Execute a rewrite first")
+            self._say("nothing to save yet: Execute a rewrite first", "error")
             return
-        path = self.edit.save(self.path.value)
-        self._say(f"saved to {html.escape(str(path))}")
+        path = self.edit.save(self.path)
+        self._say(f"saved to {path}")
 
     def load(self) -> None:
-        """Load a saved rewrite from the path box and apply it."""
+        """Load a saved rewrite from ``path`` and apply it."""
         try:
-            edit = rw.load_edit(self.path.value)
-            self.session.push(edit)
+            edit = rw.load_edit(self.path)
+            self._quiet = True
+            try:
+                self.session.push(edit)
+            finally:
+                self._quiet = False
         except (OSError, ValueError, KeyError) as err:
             self._show_error(err)
             return
         self.edit = edit
-        self._say(f"loaded {edit.describe()}")
-
-    # ------------------------------------------------------------------ status
-    def _say(self, text: str) -> None:
-        self.status.value = f"<span>{text}</span>"
-
-    def _show_error(self, err: BaseException) -> None:
-        msg = html.escape(str(err).strip("'\""))
-        self.status.value = f"<span style='color:#b00'>{type(err).__name__}: {msg}</span>"
+        self._done = f"loaded {edit.describe()}"
+        self._runner.submit(self._render)

@@ -302,7 +302,7 @@ def snapshot(widget, **kwargs) -> Snapshot:
     from .unit_browser import UnitBrowser
 
     if isinstance(widget, UnitBrowser):
-        units = [widget.unit, *(u for u in widget.units.units if u != widget.unit)]
+        units = [widget.unit, *(u for u in widget.order if u != widget.unit)]
         kwargs.setdefault("max_units", MAX_UNITS)
         return snapshot_units(
             widget.session,
@@ -314,7 +314,7 @@ def snapshot(widget, **kwargs) -> Snapshot:
         )
     if isinstance(widget, AblationPanel):
         widget.wait()
-        labels = ("original", "inserted" if widget.mode.value == "insert" else "ablated")
+        labels = ("original", "inserted" if widget.mode == "insert" else "ablated")
         return compare_edit(widget.session, widget.edit, widget.seeds, 96, labels)
     if isinstance(widget, RuleEditor):
         widget.wait()

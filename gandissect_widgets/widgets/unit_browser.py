@@ -1,5 +1,9 @@
 """UnitBrowser: step through a layer's units and see where each one fires.
 
+One anywidget: the unit list, the selected unit's heatmaps over the Session's samples and its
+top-activating images, all in synced traits (so it runs in JupyterLab, Notebook 7, VS Code,
+Colab and marimo, and a saved page replays it).
+
 >>> import gandissect_widgets as gw
 >>> s = gw.Session.from_zoo("hamlet")            # doctest: +SKIP
 >>> s.dissect("layer4", n=500)                   # doctest: +SKIP
@@ -8,22 +12,19 @@
 
 from __future__ import annotations
 
-import html
-import pathlib
-
 import anywidget
-import ipywidgets as w
 import torch
 import traitlets as t
 
+from ._bundle import css, esm
+from ._grid import GridData
 from ._owner import Owner
 from ._session_widget import SessionWidget, closes_on_failure
-from .image_grid import ImageGrid
+from ._validate import InvalidValue
 
-__all__ = ["UnitBrowser"]
+__all__ = ["UnitBrowser", "UnitList"]
 
-_SORTS = [("by IoU", "iou"), ("by unit", "unit"), ("by activation", "activation")]
-_STATIC = pathlib.Path(__file__).parent / "static"
+_SORTS = [["by IoU", "iou"], ["by unit", "unit"], ["by activation", "activation"]]
 
 
 class UnitList(Owner, anywidget.AnyWidget):
@@ -33,8 +34,8 @@ class UnitList(Owner, anywidget.AnyWidget):
     3
     """
 
-    _esm = _STATIC / "unit_list.js"
-    _css = _STATIC / "unit_list.css"
+    _esm = esm("unit_list.js")
+    _css = css("unit_list.css")
     units = t.List(t.Int()).tag(sync=True)
     labels = t.List(t.Unicode()).tag(sync=True)
     value = t.Int(0).tag(sync=True)
@@ -45,8 +46,26 @@ class UnitBrowser(SessionWidget):
     """A unit list (sortable by label/IoU when a Dissection exists, or by activation), the
     selected unit's heatmaps over the Session's samples, and its top-activating images.
 
-    Arrow keys step through the list. ``browser.unit`` reads or sets the selected unit.
+    Heatmaps follow GAN Dissection: where the unit is above its threshold the image stays
+    bright inside an outline, the rest is dimmed (``heat_mode="colormap"`` colours the whole
+    activation instead). Arrow keys step through the list. ``browser.unit`` reads or sets
+    the selected unit; redraws run in the background (``browser.wait()``).
     """
+
+    _esm = esm("unit_browser.js")
+    _css = css("image_grid.css", "unit_list.css", "unit_browser.css")
+
+    layer = t.Unicode("").tag(sync=True)
+    count = t.Int(0).tag(sync=True)
+    sorts = t.List().tag(sync=True)
+    sort = t.Unicode("unit").tag(sync=True)
+    order = t.List(t.Int()).tag(sync=True)
+    labels = t.List(t.Unicode()).tag(sync=True)
+    unit = t.Int(0).tag(sync=True)
+    rows = t.Int(14).tag(sync=True)
+    info = t.Unicode("").tag(sync=True)
+    samples = t.Dict().tag(sync=True)
+    top_samples = t.Dict().tag(sync=True)
 
     @closes_on_failure
     def __init__(
@@ -59,57 +78,69 @@ class UnitBrowser(SessionWidget):
         size: int = 112,
         top: int = 8,
         pool: int = 64,
+        heat_mode: str = "highlight",
     ):
-        self.layer = session.check_layer(layer)
+        layer = session.check_layer(layer)
         self.seeds = list(seeds) if seeds is not None else session.samples
         self.top, self.pool = top, pool
-        self._count = session.layer_shape(self.layer)[0]
-        has_dissection = self.layer in session.dissections
-        self.sort = w.Dropdown(
-            options=_SORTS if has_dissection else _SORTS[1:],
-            value="iou" if has_dissection else "unit",
-            layout=w.Layout(width="150px"),
+        self.session = session
+        has_dissection = layer in session.dissections
+        self.samples_grid = GridData(columns=columns, size=size, encoding="raw")
+        self.top_grid = GridData(columns=min(top, 8), size=size // 2 + 16, encoding="raw")
+        super().__init__(
+            layer=layer,
+            count=session.layer_shape(layer)[0],
+            sorts=_SORTS if has_dissection else _SORTS[1:],
+            sort="iou" if has_dissection else "unit",
+            heat_mode=heat_mode,
         )
-        self.units = UnitList(layout=w.Layout(width="230px"))
-        self.info = w.HTML()
-        self.samples_grid = ImageGrid(columns=columns, size=size)
-        self.top_grid = ImageGrid(columns=min(top, 8), size=size // 2 + 16)
-        heading = w.HTML(f"<b>{html.escape(self.layer)}</b> · {self._count} units")
-        left = w.VBox([heading, self.sort, self.units], layout=w.Layout(width="240px"))
-        right = w.VBox(
-            [self.info, self.samples_grid, w.HTML("<b>top-activating samples</b>"), self.top_grid]
-        )
-        super().__init__([w.HBox([left, right])])
-        self.add_class("gw-unit-browser")
         self._bind(session)
-        self.sort.observe(lambda _: self._fill_list(), "value")
-        self.units.observe(lambda _: self.refresh(), "value")
         self._fill_list()
+        self.unit = self.order[0]
+        self.refresh()  # the first picture is there when the constructor returns
 
     # ------------------------------------------------------------ state
     @property
     def dissection(self):
         return self.session.dissections.get(self.layer)
 
-    @property
-    def unit(self) -> int:
-        return int(self.units.value)
-
-    @unit.setter
-    def unit(self, value: int) -> None:
-        if not 0 <= int(value) < self._count:
-            raise ValueError(
-                f"unit {value} is out of range: {self.layer} has units 0-{self._count - 1}"
+    @t.validate("unit")
+    def _check_unit(self, proposal) -> int:
+        value = int(proposal["value"])
+        if not 0 <= value < self.count:
+            raise InvalidValue(
+                f"unit {value} is out of range: {self.layer} has units 0-{self.count - 1}"
             )
-        self.units.value = int(value)
+        return value
+
+    @t.validate("sort")
+    def _check_sort(self, proposal) -> str:
+        valid = [v for _, v in self.sorts] or [v for _, v in _SORTS]
+        if proposal["value"] not in valid:
+            raise InvalidValue(f"sort must be one of {valid}; got {proposal['value']!r}")
+        return proposal["value"]
+
+    @t.observe("sort")
+    def _on_sort(self, _change) -> None:
+        if self.order:
+            self._fill_list()
+
+    @t.observe("unit")
+    def _on_unit(self, _change) -> None:
+        if self._runner is not None and self.samples:
+            self.schedule()
+
+    @t.observe("heat_mode")
+    def _on_heat_mode(self, _change) -> None:
+        pass  # drawn in the browser from the same heatmaps
 
     def _order(self) -> list[int]:
-        d, key = self.dissection, self.sort.value
+        d, key = self.dissection, self.sort
         if key == "iou" and d is not None:
             return d.best_iou.argsort(descending=True).tolist()
         if key == "activation":
             return self.session.unit_levels(self.layer)["mean"].argsort(descending=True).tolist()
-        return list(range(self._count))
+        return list(range(self.count))
 
     def _label(self, u: int) -> str:
         d = self.dissection
@@ -119,34 +150,33 @@ class UnitBrowser(SessionWidget):
 
     def _fill_list(self) -> None:
         order = self._order()
-        first = not self.units.units
-        self.units.labels = [self._label(u) for u in order]
-        self.units.units = order
-        if first and self.units.value != order[0]:
-            self.units.value = order[0]  # observed: refreshes
-        elif first:
-            self.refresh()
+        with self.hold_sync():
+            self.labels = [self._label(u) for u in order]
+            self.order = order
 
     # ------------------------------------------------------------ drawing
     def refresh(self) -> None:
-        """Redraw the selected unit for the current edits."""
+        """Redraw the selected unit for the Session's current edits."""
         u, s = self.unit, self.session
-        acts = s.activations(self.layer, self.seeds)[:, u]
+        state = s.state
+        acts = s.activations(self.layer, self.seeds, state=state)[:, u]
         high = float(s.unit_levels(self.layer)["high"][u])
         d = self.dissection
         threshold = float(d.thresholds[u]) if d is not None else high
-        with self.samples_grid.hold_sync():
-            self.samples_grid.set_images(s.generate(self.seeds))
-            self.samples_grid.set_heatmaps(acts, vmin=0.0, vmax=max(high, 1e-6) * 1.2)
-            self.samples_grid.threshold = threshold
+        vmax = max(high, threshold, 1e-6) * 1.2
+        self.samples_grid.set_images(s.generate(self.seeds, state=state))
+        self.samples_grid.set_heatmaps(acts, vmin=0.0, vmax=vmax, threshold=threshold)
         top_seeds = self._top_seeds(u)
-        top_acts = s.activations(self.layer, top_seeds)[:, u]
-        with self.top_grid.hold_sync():
-            self.top_grid.set_images(s.generate(top_seeds))
-            self.top_grid.set_heatmaps(top_acts, vmin=0.0, vmax=max(high, 1e-6) * 1.2)
-            self.top_grid.threshold = threshold
-            self.top_grid.captions = [f"#{seed}" for seed in top_seeds]
-        self.info.value = self._info_html(u)
+        top_acts = s.activations(self.layer, top_seeds, state=state)[:, u]
+        self.top_grid.set_images(s.generate(top_seeds, state=state))
+        self.top_grid.set_heatmaps(top_acts, vmin=0.0, vmax=vmax, threshold=threshold)
+        self.top_grid.captions = [f"#{seed}" for seed in top_seeds]
+        if self.unit != u:
+            return  # a newer unit was chosen meanwhile: its render follows
+        with self.hold_sync():
+            self.samples = self.samples_grid.payload()
+            self.top_samples = self.top_grid.payload()
+            self.info = self._info(u)
 
     def _top_seeds(self, u: int) -> list[int]:
         d = self.dissection
@@ -156,12 +186,14 @@ class UnitBrowser(SessionWidget):
         peak = self.session.activations(self.layer, pool)[:, u].amax((1, 2))
         return [pool[i] for i in torch.argsort(peak, descending=True)[: self.top].tolist()]
 
-    def _info_html(self, u: int) -> str:
+    def _info(self, u: int) -> str:
         d = self.dissection
         if d is None:
-            hint = f"<code>session.dissect('{self.layer}')</code>"
-            return f"<b>unit {u}</b> · no dissection yet (run {hint})"
+            return (
+                f"unit {u} · no dissection yet (run session.dissect('{self.layer}')); "
+                "outlined: above the unit's 99th percentile"
+            )
         return (
-            f"<b>unit {u}</b> · label <b>{html.escape(d.labels[u])}</b> · "
-            f"IoU {float(d.best_iou[u]):.3f} · threshold {float(d.thresholds[u]):.3f}"
+            f"unit {u} · label {d.labels[u]} · IoU {float(d.best_iou[u]):.3f} · "
+            f"threshold {float(d.thresholds[u]):.3f} (outlined: above it)"
         )
