@@ -55,6 +55,8 @@ __all__ = [
     "PersistentRecord",
     "read_pickle",
     "load_pickle",
+    "generator_from_data",
+    "AdaSource",
     "generator_record",
     "from_ada_state_dict",
     "ada_state_dict",
@@ -709,17 +711,11 @@ class AdaSource:
     records: dict = field(default_factory=dict)  # class name per module path
 
 
-def load_pickle(path) -> tuple[StyleGAN2Generator, AdaSource]:
-    """``G_ema`` of a StyleGAN2-ADA pickle as our generator, read without running its code.
-
-    Returns ``(generator, source)``: ``source.layout`` lists ``G_ema.state_dict()``'s keys,
-    shapes and dtypes, ``source.config`` the settings read from the records (``conv_clamp``,
-    ``architecture``, mapping gains, the init kwargs).
-    """
-    data = read_pickle(path)
-    rec = generator_record(data)
+def generator_from_data(data) -> tuple[StyleGAN2Generator, AdaSource]:
+    """Our generator and its :class:`AdaSource` from unpickled snapshot contents (``G_ema``,
+    else ``G``, else a bare Generator record)."""
     tensors, records = {}, {}
-    _walk(rec, "", tensors, records)
+    _walk(generator_record(data), "", tensors, records)
     config = _config_from_records(records)
     g = from_ada_state_dict(tensors, config)
     filters = {k: v.detach().clone() for k, v in tensors.items() if k.endswith("resample_filter")}
@@ -729,3 +725,13 @@ def load_pickle(path) -> tuple[StyleGAN2Generator, AdaSource]:
         config={**config, "mapping_lr": _mapping_lr(g)},
         records={k: r.class_name for k, r in records.items()},
     )
+
+
+def load_pickle(path) -> tuple[StyleGAN2Generator, AdaSource]:
+    """``G_ema`` of a StyleGAN2-ADA pickle as our generator, read without running its code.
+
+    Returns ``(generator, source)``: ``source.layout`` lists ``G_ema.state_dict()``'s keys,
+    shapes and dtypes, ``source.config`` the settings read from the records (``conv_clamp``,
+    ``architecture``, mapping gains, the init kwargs).
+    """
+    return generator_from_data(read_pickle(path))

@@ -416,13 +416,8 @@ def model_from_checkpoint(obj, *, normalization="imagenet", metadata=None) -> nn
 
 
 def _from_ada_records(obj) -> nn.Module:
-    tensors, records = {}, {}
-    ada_pickle._walk(ada_pickle.generator_record(obj), "", tensors, records)
-    config = ada_pickle._config_from_records(records)
-    g = ada_pickle.from_ada_state_dict(tensors, config)
-    config["mapping_lr"] = ada_pickle._mapping_lr(g)
-    extras = {k: v.detach().clone() for k, v in tensors.items() if k.endswith("resample_filter")}
-    g.source = Source("stylegan2-ada", "pickle", None, _layout(tensors), (), extras, config)
+    g, ada = ada_pickle.generator_from_data(obj)
+    g.source = Source("stylegan2-ada", "pickle", None, ada.layout, (), ada.extras, ada.config)
     return g
 
 
