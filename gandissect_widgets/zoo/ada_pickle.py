@@ -86,9 +86,6 @@ class PersistentRecord:
     source_sha256: str = ""
     source_chars: int = 0
 
-    def __setstate__(self, state):
-        raise UnsafePickleError("the pickle tries to set the state of a persistent record")
-
     def child(self, name: str):
         return (self.state.get("_modules") or {}).get(name)
 
