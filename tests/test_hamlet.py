@@ -1,7 +1,12 @@
-"""The hamlet world, its shipped models, and a quality check against MODELS.md's figures."""
+"""The hamlet world, its shipped models, and their quality against the goals MODELS.md promises.
 
-import json
-import time
+The quality checks measure the shipped weights afresh on held-out scenes (seeds from
+``TEST_SEED_START`` on, which training never draws), with a few lines of numpy written here, and
+compare with MODELS.md's goals, not with figures the evaluation code wrote.
+"""
+
+import math
+import socket
 
 import numpy as np
 import pytest
@@ -9,7 +14,6 @@ import torch
 
 from gandissect_widgets import zoo
 from gandissect_widgets.zoo import hamlet
-from gandissect_widgets.zoo.hamlet import evaluate
 from gandissect_widgets.zoo.hamlet.world import _SCENE_RULE
 
 
@@ -57,20 +61,20 @@ def test_every_house_has_roof_window_and_door(scenes):
     assert not (has["door"] & ~has["wall"]).any()  # doors only ever sit in walls
 
 
-def test_render_is_fast_and_rejects_bad_seeds():
-    t = time.perf_counter()
-    hamlet.render(range(1000))
-    assert time.perf_counter() - t < 10  # ~1 s on a free core; generous for a shared machine
+def test_render_rejects_bad_seeds():
     with pytest.raises(TypeError, match="non-negative ints"):
         hamlet.render([-1])
     with pytest.raises(TypeError, match="non-negative ints"):
         hamlet.render(["a"])
 
 
-def test_zoo_loads_the_three_models_quickly_and_offline():
-    t = time.perf_counter()
+def test_zoo_loads_the_three_models_offline(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("loading the hamlet models tried to open a connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
     g, seg, clf = zoo.load("hamlet"), zoo.load_segmenter("hamlet"), zoo.load_classifier("hamlet")
-    assert time.perf_counter() - t < 2 * 3
     assert not (g.training or seg.training or clf.training)
     assert g.z_dim == 128
     x = g(torch.randn(4, 128))
@@ -93,38 +97,75 @@ def test_unknown_model_names_list_the_known_ones():
         zoo.load_segmenter("hamlet").segment(np.zeros((1, 64, 64, 3), np.float32))
 
 
-@pytest.fixture(scope="module")
-def reported():
-    return json.loads(evaluate.METRICS.read_text())
+# ------------------------------------------------------------------ quality, against the goals
+# The goals of MODELS.md: segmenter mIoU >= 0.85; classifier accuracy >= 95%; generator: each
+# concept covering >= 1% of real pixels has presence rate and mean area within 25% of real.
+MIOU_GOAL, ACCURACY_GOAL, RELATIVE_ERROR_GOAL = 0.85, 0.95, 0.25
+# A held-out slice of its own: MODELS.md's figures come from the first 2,000 held-out seeds;
+# these seeds played no part in choosing or measuring the shipped weights.
+FRESH = hamlet.TEST_SEED_START + 50_000
 
 
 @pytest.fixture(scope="module")
 def held_out():
-    """500 held-out scenes and the shipped segmenter's labels for them (shared by two tests)."""
-    images, truth, kinds = hamlet.render(
-        range(hamlet.TEST_SEED_START, hamlet.TEST_SEED_START + 500)
-    )
+    """500 fresh held-out scenes and the shipped segmenter's labels for them."""
+    images, truth, _ = hamlet.render(range(FRESH, FRESH + 500))
     seg = hamlet.load_segmenter()
-    return images, truth, kinds, seg, seg.segment(images)
+    return truth, seg, seg.segment(images).numpy()
 
 
-def test_segmenter_still_reaches_reported_miou(reported, held_out):
-    _, truth, _, _, pred = held_out
-    got = evaluate.iou_table(truth, pred)
-    assert got["n"] == 500
-    assert got["miou"] >= reported["segmenter"]["miou"] - 0.02
+def test_segmenter_reaches_the_miou_goal(held_out):
+    truth, _, pred = held_out
+    k = len(hamlet.CONCEPTS)
+    confusion = np.bincount(truth.ravel() * k + pred.ravel(), minlength=k * k).reshape(k, k)
+    hits = np.diag(confusion)
+    iou = hits / (confusion.sum(0) + confusion.sum(1) - hits)
+    # margin: IoUs pooled over 2 M pixels of 500 scenes vary by well under 0.01 between samples
+    assert iou.mean() - 0.02 >= MIOU_GOAL, dict(zip(hamlet.CONCEPTS, iou.round(3), strict=True))
+    assert iou.min() > 0.5, dict(zip(hamlet.CONCEPTS, iou.round(3), strict=True))
 
 
-def test_classifier_still_reaches_reported_accuracy(reported):
-    got = evaluate.classifier_accuracy(hamlet.load_classifier(), n=500)
-    assert got["accuracy"] >= reported["classifier"]["accuracy"] - 0.03
+def test_classifier_reaches_the_accuracy_goal():
+    n = 4000
+    images, _, kinds = hamlet.render(range(FRESH, FRESH + n))
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    clf = hamlet.load_classifier()
+    with torch.no_grad():
+        pred = torch.cat([clf(x[i : i + 250]).argmax(1) for i in range(0, n, 250)]).numpy()
+    accuracy = float((pred == kinds).mean())
+    # margin: the goal must hold with 99% confidence, i.e. the measured accuracy minus 2.33
+    # binomial standard errors (0.007 at n = 4000 and 96%) is still >= 95%
+    margin = 2.33 * math.sqrt(accuracy * (1 - accuracy) / n)
+    assert accuracy - margin >= ACCURACY_GOAL, (accuracy, margin)
 
 
-def test_generator_concept_statistics_still_match_reported(reported, held_out):
-    _, _, _, seg, real_maps = held_out
-    got = evaluate.generator_stats(hamlet.load_generator(), seg, n=500, real_maps=real_maps)
-    want = reported["generator"]["concepts"]
-    assert set(got["concepts"]) == set(want)
-    for c, v in got["concepts"].items():  # tolerances: ~4 binomial std. errors at n = 500
-        assert abs(v["fake_presence"] - want[c]["fake_presence"]) <= 0.09, (c, v, want[c])
-        assert abs(v["fake_area"] / want[c]["fake_area"] - 1) <= 0.25, (c, v, want[c])
+def test_generator_concept_statistics_reach_the_goal(held_out):
+    truth, seg, real_maps = held_out
+    n, k = len(real_maps), len(hamlet.CONCEPTS)
+    z = torch.randn(n, 128, generator=torch.Generator().manual_seed(50_000))
+    g = hamlet.load_generator()
+    with torch.no_grad():
+        fake_maps = np.concatenate(
+            [seg.segment(g(z[i : i + 250])).numpy() for i in range(0, n, 250)]
+        )
+
+    def counts(maps):  # pixels of each concept per image, (n, k)
+        return np.stack([np.bincount(m.ravel(), minlength=k) for m in maps])
+
+    real, fake = counts(real_maps), counts(fake_maps)
+    checked = []
+    for c, name in enumerate(hamlet.CONCEPTS):
+        if real[:, c].sum() < 0.01 * real.sum():
+            continue  # the goal covers concepts with >= 1% of real pixels
+        checked.append(name)
+        present_r, present_f = real[:, c] >= 20, fake[:, c] >= 20  # 20 px: ~0.5% of the image
+        p_r, p_f = present_r.mean(), present_f.mean()
+        area_r, area_f = real[present_r, c] / 4096, fake[present_f, c] / 4096
+        # margin: 3 standard errors of the relative difference (binomial for presence, sample
+        # spread for mean area), so that only a miss beyond sampling noise fails
+        se_p = math.sqrt(p_r * (1 - p_r) / n + p_f * (1 - p_f) / n) / p_r
+        se_a = math.sqrt(area_r.var() / len(area_r) + area_f.var() / len(area_f)) / area_r.mean()
+        err_p, err_a = abs(p_f - p_r) / p_r, abs(area_f.mean() - area_r.mean()) / area_r.mean()
+        assert err_p <= RELATIVE_ERROR_GOAL + 3 * se_p, (name, "presence", p_f, p_r, se_p)
+        assert err_a <= RELATIVE_ERROR_GOAL + 3 * se_a, (name, "area", area_f.mean(), area_r.mean())
+    assert {"sky", "grass", "tree", "water", "wall", "roof"} <= set(checked)

@@ -5,11 +5,14 @@ Usage::
     python -m gandissect_widgets.zoo.hamlet.train gan [--steps N] [--out runs/gan]
     python -m gandissect_widgets.zoo.hamlet.train segmenter [--steps N] [--out runs/segmenter]
     python -m gandissect_widgets.zoo.hamlet.train classifier [--steps N] [--out runs/classifier]
+        [--init WEIGHTS] [--batch B] [--lr LR]
 
 Training data is rendered on the fly from seeds below ``TEST_SEED_START``; evaluation uses
 seeds at or above it. The GAN checkpoints (and resumes from) ``OUT/ckpt.pt`` every few minutes
 and writes ``OUT/ema_STEP.safetensors`` plus a 32-sample grid ``OUT/samples_STEP.png``.
-The segmenter and classifier write ``OUT/<name>.safetensors``.
+The segmenter and classifier write ``OUT/<name>.safetensors`` at the end and
+``OUT/<name>_STEP.safetensors`` every 500 steps; ``--init`` starts them from existing weights
+(fine-tuning), ``--batch`` and ``--lr`` override the batch size and peak learning rate.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from ..progan import ProgressiveGenerator
 from .nets import GENERATOR_SIZES, Classifier, Discriminator, Segmenter
@@ -128,10 +131,16 @@ def train_gan(out, steps, batch=16, lr=2e-3, r1_gamma=1.0, r1_every=8, ckpt_ever
     return g_ema
 
 
-def _train_supervised(model, loss_fn, out, name, steps, batch, lr):
-    """Shared loop for the segmenter and classifier: AdamW, cosine schedule, fresh scenes."""
+def _train_supervised(model, loss_fn, out, name, steps, batch, lr, init=None, save_every=500):
+    """Shared loop for the segmenter and classifier: AdamW, one-cycle schedule, fresh scenes.
+
+    ``init`` (a safetensors file) starts from existing weights; every ``save_every`` steps the
+    weights so far are written to ``OUT/<name>_STEP.safetensors``.
+    """
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
+    if init is not None:
+        model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
     rng, gen = np.random.default_rng(1), torch.Generator().manual_seed(2)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
@@ -147,28 +156,31 @@ def _train_supervised(model, loss_fn, out, name, steps, batch, lr):
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.4f} {(time.time() - t0) / step:.2f} s/step",
                   flush=True)  # fmt: skip
+        if step % save_every == 0 and step < steps:
+            save_file(_half_state(model), str(out / f"{name}_{step:06d}.safetensors"))
     model.eval()
     save_file(_half_state(model), str(out / f"{name}.safetensors"))
     print(f"saved {out / name}.safetensors after {time.time() - t0:.0f} s", flush=True)
     return model
 
 
-def train_segmenter(out, steps, batch=24, lr=3e-3):
+def train_segmenter(out, steps, batch=24, lr=3e-3, init=None):
     """Per-pixel cross-entropy on rendered scenes with mild augmentation."""
 
     def loss_fn(logits, concepts, _):
         return F.cross_entropy(logits, concepts)
 
-    return _train_supervised(Segmenter(CONCEPTS), loss_fn, out, "segmenter", steps, batch, lr)
+    model = Segmenter(CONCEPTS)
+    return _train_supervised(model, loss_fn, out, "segmenter", steps, batch, lr, init)
 
 
-def train_classifier(out, steps, batch=32, lr=3e-3):
+def train_classifier(out, steps, batch=32, lr=3e-3, init=None):
     """Cross-entropy over scene types on rendered scenes with mild augmentation."""
 
     def loss_fn(logits, _, scenes):
         return F.cross_entropy(logits, scenes)
 
-    return _train_supervised(Classifier(), loss_fn, out, "classifier", steps, batch, lr)
+    return _train_supervised(Classifier(), loss_fn, out, "classifier", steps, batch, lr, init)
 
 
 _DEFAULT_STEPS = {"gan": 200_000, "segmenter": 1500, "classifier": 1500}
@@ -180,13 +192,21 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", type=Path, help="segmenter/classifier: start from these weights")
+    parser.add_argument("--batch", type=int, help="segmenter/classifier: batch size")
+    parser.add_argument("--lr", type=float, help="segmenter/classifier: peak learning rate")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     steps = args.steps or _DEFAULT_STEPS[args.model]
     out = args.out or Path("runs") / args.model
-    {"gan": train_gan, "segmenter": train_segmenter, "classifier": train_classifier}[args.model](
-        out, steps
-    )
+    if args.model == "gan":
+        if args.init or args.batch or args.lr:
+            parser.error("--init, --batch and --lr apply to the segmenter and classifier")
+        train_gan(out, steps)
+        return
+    train = {"segmenter": train_segmenter, "classifier": train_classifier}[args.model]
+    extra = {k: v for k, v in [("batch", args.batch), ("lr", args.lr)] if v is not None}
+    train(out, steps, init=args.init, **extra)
 
 
 if __name__ == "__main__":
