@@ -16,7 +16,10 @@ import io
 import numpy as np
 import torch
 
-__all__ = ["to_uint8", "png_bytes", "colorize", "overlay", "resize_mask", "grid"]
+__all__ = ["to_uint8", "png_bytes", "colorize", "overlay", "highlight", "resize_mask", "grid"]
+
+DIM = 0.35  # brightness kept outside a highlighted region (the widgets' browser code: same)
+OUTLINE = (255, 214, 10)
 
 
 def to_uint8(images) -> np.ndarray:
@@ -97,6 +100,39 @@ def overlay(images, heatmaps, cmap: str = "inferno", opacity: float = 0.5, vmin=
     rgb = colorize(heat, cmap, vmin=vmin, vmax=vmax).astype(np.float32)
     out = imgs.astype(np.float32) * (1 - opacity) + rgb * opacity
     return out.round().astype(np.uint8)
+
+
+def highlight(images, heatmaps, threshold: float, *, dim: float = DIM, outline=OUTLINE):
+    """GAN Dissection's picture of where a unit fires: heatmaps (N, h, w), upsampled
+    bilinearly to the images (N, H, W, 3), at or above ``threshold`` keep the image bright
+    inside a one-pixel ``outline`` (and a dark line just outside it); the rest is dimmed to
+    ``dim`` of its brightness. This is what the widgets draw in the browser.
+
+    >>> out = highlight(np.full((1, 8, 8, 3), 200, np.uint8), np.eye(4)[None] * 0, 1.0)
+    >>> int(out.max())   # nothing reaches the threshold: all dimmed
+    70
+    """
+    imgs = to_uint8(images)
+    h, w = imgs.shape[-3:-1]
+    heat = resize_mask(torch.as_tensor(heatmaps, dtype=torch.float32), (h, w)).numpy()
+    if heat.ndim == 2:
+        heat = heat[None]
+    inside = heat >= threshold
+    edge = np.zeros_like(inside)
+    for axis, shift in ((1, 1), (1, -1), (2, 1), (2, -1)):
+        moved = np.roll(inside, shift, axis=axis)
+        valid = np.ones_like(inside)
+        index = [slice(None)] * 3
+        index[axis] = 0 if shift == 1 else -1
+        valid[tuple(index)] = False  # no wrap-around at the borders
+        edge |= valid & (moved != inside)
+    # the browser lays black over the image: alpha round((1 - dim) * 255), 220 on the dark line
+    keep = 1 - round((1 - dim) * 255) / 255
+    out = imgs.astype(np.float32)
+    out = np.where(inside[..., None], out, out * keep)
+    out[edge & ~inside] = imgs[edge & ~inside] * (1 - 220 / 255)
+    out[edge & inside] = outline
+    return out.round().clip(0, 255).astype(np.uint8)
 
 
 def grid(images, columns: int = 8, pad: int = 2, fill: int = 255) -> np.ndarray:

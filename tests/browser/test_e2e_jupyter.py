@@ -1,13 +1,19 @@
 """End to end in real frontends: JupyterLab 4 and Notebook 7, a live kernel, headless Chromium.
 
-A notebook written at test time builds a Session, a UnitBrowser and an AblationPanel. The test
-clicks a unit in the browser's list, paints a stroke on the panel's canvas, drags its strength
-slider and switches it to "insert", running after each gesture a cell that prints the Python
-side's state; it checks that every gesture reached the kernel and produced new images, in
-Python and on screen.
+A notebook written at test time builds a Session, a UnitBrowser, an AblationPanel and a
+RuleEditor, each one anywidget. The test clicks a unit in the browser's list and steps with
+ArrowDown, paints a stroke on the panel's canvas, drags its strength slider, switches it to
+"insert", presses Apply, then undoes the edit from code; after each gesture a cell prints the
+Python side's state, and the page's pixels are checked: every gesture reached the kernel and
+its new images reached the screen. Constructing the widgets changes nothing on the Session;
+the panel previews until Apply, and the UnitBrowser redraws only once the edit is applied.
 
-With ``GW_SCREENSHOTS=<dir>`` the JupyterLab run saves ``unit_browser.png`` and
-``ablation_panel.png`` there, cropped to each widget (``GW_SCREENSHOTS=docs`` for the README).
+The layout test opens the notebook in JupyterLab at widths 1024, 1280 and 1920 with the file
+browser open: no widget is wider than its cell.
+
+With ``GW_SCREENSHOTS=<dir>`` the JupyterLab run saves ``unit_browser.png``,
+``ablation_panel.png`` and ``rule_editor.png`` there, cropped to each widget
+(``GW_SCREENSHOTS=docs`` for the README).
 
 The UnitBrowser's unit list sits inside ``data-lm-suppress-shortcuts``, so ArrowDown steps
 units instead of moving to the next cell: the test clicks a unit, then presses ArrowDown.
@@ -38,7 +44,6 @@ SETUP = """\
 import hashlib, json
 import torch
 import gandissect_widgets as gw
-from gandissect_widgets.zoo import hamlet
 
 torch.set_num_threads(1)
 _seq = 0
@@ -51,55 +56,36 @@ def report(tag, **state):
 def digest(blobs):
     return hashlib.sha1(b"".join(bytes(b) for b in blobs)).hexdigest()[:16]
 
-if (hamlet.WEIGHTS / "generator.safetensors").exists():
-    try:
-        session = gw.Session.from_zoo("hamlet", device="cpu")
-    except FileNotFoundError:  # segmenter not trained yet: no dissection
-        session = gw.Session(hamlet.load_generator(), device="cpu")
-    layer, model = "layer4", "hamlet"
-else:
-    from torch import nn
-
-    class Tiny(nn.Sequential):
-        z_dim = 16
-
-        def __init__(self):
-            torch.manual_seed(0)
-            super().__init__()
-            up = lambda a, b: [nn.Upsample(scale_factor=4), nn.Conv2d(a, b, 3, padding=1)]
-            self.add_module("layer1", nn.Sequential(nn.ConvTranspose2d(16, 32, 4), nn.ReLU()))
-            self.add_module("layer2", nn.Sequential(*up(32, 32), nn.ReLU()))
-            self.add_module("output", nn.Sequential(*up(32, 3), nn.Tanh()))
-
-        def forward(self, z):
-            return super().forward(z.view(len(z), -1, 1, 1))
-
-    session = gw.Session(Tiny(), device="cpu")
-    layer, model = "layer2", "tiny"
-if session.segmenter is not None:
-    session.dissect(layer, n=200, progress=False)
+# the shipped hamlet models, segmenter included; a missing one fails the test (no fallback)
+session = gw.Session.from_zoo("hamlet", device="cpu")
+layer, model = "layer4", "hamlet"
+assert session.segmenter is not None, "the hamlet segmenter did not load"
+session.dissect(layer, n=200, progress=False)
 report("setup", model=model, layer=layer, dissected=layer in session.dissections)
 """
 
 BROWSER = """\
 browser = gw.UnitBrowser(session, layer, columns=4, size=96)
-order = list(browser.units.units)
+order = list(browser.order)
 display(browser)
-report("browser", unit=browser.unit, order=order[:4], heat=digest([browser.samples_grid._heat]))
+report("browser", unit=browser.unit, order=order[:4], heat=digest([browser.samples_grid._heat]),
+       images=digest(browser.samples["images"]))
 """
 
 BROWSER_STATE = """\
-report("browser", unit=browser.unit, order=order[:4], heat=digest([browser.samples_grid._heat]))
+browser.wait()
+report("browser", unit=browser.unit, order=order[:4], heat=digest([browser.samples_grid._heat]),
+       images=digest(browser.samples["images"]))
 """
 
 PANEL = """\
 count = session.layer_shape(layer)[0]
 units = session.unit_levels(layer)["mean"].argsort(descending=True)[: count // 2].tolist()
 panel = gw.AblationPanel(session, layer, units=units, columns=4, size=96)
-panel.region.value = True  # show the canvas: the edit applies only where painted
+panel.region = True  # show the canvas: the edit applies only where painted
 panel.wait()
 display(panel)
-report("panel", units=units)
+report("panel", units=units, edits=[e.describe() for e in session.edits])
 """
 
 PANEL_STATE = """\
@@ -107,21 +93,30 @@ panel.wait()
 report(
     "panel",
     mask_sum=int(panel.canvas.mask.sum()),
-    strength=panel.strength.value,
-    mode=panel.mode.value,
+    strength=panel.strength,
+    mode=panel.mode,
+    applied=panel.applied,
+    kind=panel.status_kind,
     edits=[e.describe() for e in session.edits],
-    edited=digest(panel.edited._images),
-    original=digest(panel.original._images),
+    edited=digest(panel.edited["images"]),
+    original=digest(panel.original["images"]),
 )
+"""
+
+UNDO = """\
+session.undo()
+panel.wait(); browser.wait()
+report("undo", edits=[e.describe() for e in session.edits], applied=panel.applied,
+       status=panel.status)
 """
 
 RULE = """\
 session.reset()
-rule_layer = "layer6" if model == "hamlet" else "layer2"
+rule_layer = "layer6"
 editor = gw.RuleEditor(session, rule_layer, seeds=range(4), columns=4, size=96, stat_samples=200)
 editor.wait()
 display(editor)
-report("rule", gallery=digest(editor.gallery._images))
+report("rule", gallery=digest(editor.gallery["images"]))
 """
 
 RULE_STATE = """\
@@ -131,13 +126,15 @@ report(
     current=editor.current,
     copy=None if editor.copy is None else [editor.copy[0], int(editor.copy[1].sum())],
     paste=None if editor.paste is None else editor.paste[0],
-    context=[seed for seed, _ in editor.context],
+    context=list(editor.context_seeds),
     edits=[e.describe() for e in session.edits],
-    gallery=digest(editor.gallery._images),
+    gallery=digest(editor.gallery["images"]),
+    status=editor.status,
 )
 """
 
-CELLS = [SETUP, BROWSER, BROWSER_STATE, PANEL, PANEL_STATE, RULE, RULE_STATE]
+CELLS = [SETUP, BROWSER, BROWSER_STATE, PANEL, PANEL_STATE, UNDO, RULE, RULE_STATE]
+RULE_CELL, RULE_STATE_CELL = 6, 7
 
 # Pixel checksum of an ImageGrid's canvases once the newest images are drawn (the grid is
 # aria-busy while decoding), else null: what the page shows, for wait_for_function.
@@ -220,7 +217,7 @@ class Notebook:
         have drawn their images."""
         el = self.cells.nth(index).locator(f".{css_class}")
         el.wait_for(timeout=TIMEOUT_MS)
-        for grid in el.locator(".gw-grid").all():
+        for grid in el.locator(".gw-grid:has(canvas)").all():  # an empty tray has none
             _on_screen(grid)
         return el
 
@@ -253,15 +250,16 @@ def _paint_stroke(page, canvas) -> None:
     page.mouse.up()
 
 
-def _drag_slider(page, slider, fraction: float) -> None:
-    """Drag an ipywidgets slider's handle to ``fraction`` of its track."""
-    handle = slider.locator(".noUi-handle").first
-    track = slider.locator(".noUi-target").first.bounding_box()
-    start = handle.bounding_box()
-    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
+def _drag_slider(page, slider, fraction: float, steps: int = 8) -> None:
+    """Drag a range input's thumb from its value to ``fraction`` of its track."""
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    lo, hi, value = (float(slider.evaluate(f"e => e.{k}")) for k in ("min", "max", "value"))
+    y = box["y"] + box["height"] / 2
+    x0 = box["x"] + 8 + (box["width"] - 16) * (value - lo) / (hi - lo)  # the thumb's centre
+    page.mouse.move(x0, y)
     page.mouse.down()
-    target = track["x"] + track["width"] * fraction
-    page.mouse.move(target, start["y"] + start["height"] / 2, steps=8)
+    page.mouse.move(box["x"] + 8 + (box["width"] - 16) * fraction, y, steps=steps)
     page.mouse.up()
 
 
@@ -314,7 +312,7 @@ def lab_page(browser):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_paint_slider_and_unit_list_reach_the_kernel(lab_page, jupyter, tmp_path):
+def test_click_keys_paint_drag_apply_and_undo_reach_the_kernel(lab_page, jupyter, tmp_path):
     """Gestures in the page reach the kernel, and the kernel's new images reach the page."""
     page = lab_page
     errors: list[str] = []
@@ -324,63 +322,99 @@ def test_paint_slider_and_unit_list_reach_the_kernel(lab_page, jupyter, tmp_path
         page.goto(jupyter.notebook_url(NOTEBOOK))
         nb.wait_for_kernel()
         setup = nb.run(0)
-        assert setup["tag"] == "setup", setup
+        assert setup["tag"] == "setup" and setup["model"] == "hamlet", setup
+        assert setup["layer"] == "layer4" and setup["dissected"], setup
 
         # UnitBrowser: a click on another unit selects it in Python; ArrowDown steps on.
         before = nb.run(1)
         unit_browser = nb.widget(1, "gw-unit-browser")
+        samples_grid = unit_browser.locator(".gw-grid[data-name=samples]")
         order = before["order"]
         assert before["unit"] == order[0]
-        unit_browser.locator(".gw-unit-list option").nth(1).click()
-        unit_browser.locator(".gw-unit-list select").press("ArrowDown")
+        first_pixels = _on_screen(samples_grid)
+        unit_browser.locator(".gw-ub-units option").nth(1).click()
+        unit_browser.locator(".gw-ub-units").press("ArrowDown")
         # the key's state update may queue behind the click's: ask until it has arrived
-        for _ in range(20):
-            clicked = nb.run(2)
-            if clicked["unit"] == order[2]:
-                break
+        clicked = _until(nb, 2, lambda s: s["unit"] == order[2], tries=20)
         assert clicked["unit"] == order[2], (before, clicked)
         assert clicked["heat"] != before["heat"], "the heatmaps were not redrawn"
+        _wait_pixels_change(samples_grid, first_pixels)
         if jupyter.frontend == "lab":
-            for grid in unit_browser.locator(".gw-grid").all():
-                _on_screen(grid)
             _screenshot(page, unit_browser, "unit_browser")
+        browser_pixels = _on_screen(samples_grid)
 
-        # AblationPanel: nothing painted yet, so the "edited" side equals the original.
-        nb.run(3)
+        # AblationPanel: constructing it changed nothing; nothing painted yet: edited = original
+        made = nb.run(3)
+        assert made["edits"] == [], "constructing the panel changed the Session"
         panel = nb.widget(3, "gw-ablation-panel")
-        original_grid, edited_grid = panel.locator(".gw-grid").all()
+        original_grid = panel.locator(".gw-grid[data-name=original]")
+        edited_grid = panel.locator(".gw-grid[data-name=edited]")
         blank = nb.run(4)
         assert blank["mask_sum"] == 0 and blank["edits"] == [], blank
         shown = {"original": _on_screen(original_grid), "blank": _on_screen(edited_grid)}
         assert shown["blank"] == shown["original"]
 
         _paint_stroke(page, panel.locator(".gw-paint-view"))
-        painted = nb.run(4)
+        painted = _until(nb, 4, lambda s: s["mask_sum"] > 0 and s["kind"] == "preview")
         assert painted["mask_sum"] > 0, "the painted mask did not reach Python"
-        assert len(painted["edits"]) == 1 and "layer" in painted["edits"][0], painted
+        assert painted["edits"] == [] and not painted["applied"], "a preview changed the Session"
         assert painted["edited"] != blank["edited"], "painting did not change the images"
         assert painted["original"] == blank["original"]
-        shown["painted"] = _on_screen(edited_grid)
+        shown["painted"] = _wait_pixels_change(edited_grid, shown["blank"])
+        assert _on_screen(samples_grid) == browser_pixels, "the browser redrew for a preview"
 
-        strength = panel.locator(".widget-hslider", has_text="strength")
-        _drag_slider(page, strength, 0.7)
-        moved = nb.run(4)
+        _drag_slider(page, panel.locator("input[aria-label=strength]"), 0.7)
+        moved = _until(nb, 4, lambda s: 0 < s["strength"] < 1)
         assert 0 < moved["strength"] < 1, moved
         assert moved["mask_sum"] == painted["mask_sum"]
         assert moved["edited"] != painted["edited"], "the slider did not change the images"
-        assert moved["edits"] != painted["edits"]  # the description names the strength
-        shown["moved"] = _on_screen(edited_grid)
+        shown["moved"] = _wait_pixels_change(edited_grid, shown["painted"])
 
-        panel.locator(".widget-toggle-button", has_text="insert").click()
-        inserted = nb.run(4)
+        panel.get_by_role("button", name="insert").click()
+        inserted = _until(nb, 4, lambda s: s["mode"] == "insert")
         assert inserted["mode"] == "insert", inserted
         assert inserted["edited"] != moved["edited"], "insert did not change the images"
-        shown["inserted"] = _on_screen(edited_grid)
+        shown["inserted"] = _wait_pixels_change(edited_grid, shown["moved"])
         assert shown["original"] == _on_screen(original_grid)
         assert len(set(shown.values())) == 4, f"the page did not show every change: {shown}"
+        assert panel.locator(".gw-status .gw-badge").inner_text().lower() == "preview"
+
+        # Apply: the edit goes on the Session; the UnitBrowser redraws with it
+        panel.get_by_role("button", name="Apply").click()
+        applied = _until(nb, 4, lambda s: s["applied"])
+        assert applied["applied"] and len(applied["edits"]) == 1, applied
+        assert "set" in applied["edits"][0] and "in a region" in applied["edits"][0]
+        page.wait_for_function(
+            "el => el.innerText.toLowerCase().includes('applied')",
+            arg=panel.locator(".gw-status .gw-badge").element_handle(),
+        )
+        _wait_pixels_change(samples_grid, browser_pixels)
         if jupyter.frontend == "lab":
             _screenshot(page, panel, "ablation_panel")
+
+        # Undo from code: the panel says so, the browser shows the unedited model again
+        undone = nb.run(5)
+        assert undone["edits"] == [] and not undone["applied"], undone
+        assert "undone elsewhere" in undone["status"]
+        page.wait_for_function(
+            "el => el.innerText.includes('undone elsewhere')",
+            arg=panel.locator(".gw-status").element_handle(),
+        )
+        page.wait_for_function(
+            f"el => ({_SETTLED_PIXELS})(el)?.sum === {browser_pixels}",
+            arg=samples_grid.element_handle(),
+        )
         assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def _wait_pixels_change(grid, before: int) -> int:
+    """The grid's pixel checksum once it differs from ``before``."""
+    handle = grid.element_handle()
+    grid.page.wait_for_function(
+        f"el => {{ const s = ({_SETTLED_PIXELS})(el); return s && s.sum !== {before}; }}",
+        arg=handle,
+    )
+    return _on_screen(grid)
 
 
 def _click_image(grid, index: int, fx: float = 0.5, fy: float = 0.5) -> None:
@@ -401,52 +435,124 @@ def _until(nb, index: int, done, tries: int = 40) -> dict:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_rule_editor_copy_paste_context_execute(lab_page, jupyter, tmp_path):
-    """Paint copy, paste and context regions in the page, press Execute, see the new gallery."""
+def test_rule_editor_copy_paste_context_execute_undo(lab_page, jupyter, tmp_path):
+    """Paint copy, paste and context regions in the page, press Execute, see the new gallery
+    and canvas; Undo rewrite brings the old gallery back and says so."""
     page = lab_page
     nb = Notebook(page)
     with _diagnostics(page, jupyter, tmp_path):
         page.goto(jupyter.notebook_url(NOTEBOOK))
         nb.wait_for_kernel()
-        assert nb.run(0)["tag"] == "setup"
-        start = nb.run(5)
-        editor = nb.cells.nth(5).locator(".gw-rule-editor")  # its region tray starts empty
-        editor.wait_for(timeout=TIMEOUT_MS)
-        gallery = editor.locator(".gw-grid").first
+        setup = nb.run(0)
+        assert setup["tag"] == "setup" and setup["model"] == "hamlet", setup
+        start = nb.run(RULE_CELL)
+        editor = nb.widget(RULE_CELL, "gw-rule-editor")
+        gallery = editor.locator(".gw-grid[data-name=gallery]")
         before = _on_screen(gallery)
         canvas = editor.locator(".gw-paint-view")
 
         _click_image(gallery, 1)  # select sample 1, paint what to copy
-        _until(nb, 6, lambda s: s["current"] == 1)
+        _until(nb, RULE_STATE_CELL, lambda s: s["current"] == 1)
         _paint_stroke(page, canvas)
-        editor.locator("button", has_text="Copy").click()
-        state = _until(nb, 6, lambda s: s["copy"] is not None)
+        editor.get_by_role("button", name="Copy").click()
+        state = _until(nb, RULE_STATE_CELL, lambda s: s["copy"] is not None)
         assert state["copy"][0] == 1 and state["copy"][1] > 0, state
 
-        editor.locator("button", has_text="Paste").click()
+        editor.get_by_role("button", name="Paste").click()
         _click_image(gallery, 2)  # where it goes
-        state = _until(nb, 6, lambda s: s["paste"] is not None)
+        state = _until(nb, RULE_STATE_CELL, lambda s: s["paste"] is not None)
         assert state["paste"] == 2, state
+        tray = editor.locator(".gw-grid[data-name=tray]")
+        page.wait_for_function(
+            "el => el.querySelectorAll('canvas').length === 2", arg=tray.element_handle()
+        )
+        assert "paste · #2 at" in tray.inner_text()  # previewed, caption in full
 
         for seed in (2, 3):  # context: where the rule applies
             for _ in range(3):  # a click that lands while the kernel is busy: click again
                 _click_image(gallery, seed, 0.2, 0.2)
-                state = _until(nb, 6, lambda s, seed=seed: s["current"] == seed, tries=15)
+                state = _until(nb, RULE_STATE_CELL, lambda s, seed=seed: s["current"] == seed, 15)
                 if state["current"] == seed:
                     break
             assert state["current"] == seed, state
             _paint_stroke(page, canvas)
-            editor.locator("button", has_text="Add to context").click()
-            _until(nb, 6, lambda s, seed=seed: seed in s["context"])
+            editor.get_by_role("button", name="Add to context").click()
+            _until(nb, RULE_STATE_CELL, lambda s, seed=seed: seed in s["context"])
+        assert "context · #3" in tray.inner_text()
 
-        editor.locator("button", has_text="Execute").click()
-        done = _until(nb, 6, lambda s: bool(s["edits"]), tries=200)
+        paint_box = editor.locator(".gw-re-paint")
+        canvas_before = _on_screen(paint_box)
+        editor.get_by_role("button", name="Execute").click()
+        done = _until(nb, RULE_STATE_CELL, lambda s: bool(s["edits"]), tries=200)
         assert len(done["edits"]) == 1 and "rewrite" in done["edits"][0], done
         assert done["gallery"] != start["gallery"], "the gallery did not change in Python"
+        after = _wait_pixels_change(gallery, before)
+        _wait_pixels_change(paint_box, canvas_before)  # the canvas shows the rewritten model
         page.wait_for_function(
-            f"el => ({_SETTLED_PIXELS})(el) && ({_SETTLED_PIXELS})(el).sum !== {before}",
-            arg=gallery.element_handle(),
+            "el => el.innerText.startsWith('rewritten')",
+            arg=editor.locator(".gw-status").element_handle(),
         )
+        if jupyter.frontend == "lab":
+            _screenshot(page, editor, "rule_editor")
+
+        editor.get_by_role("button", name="Undo rewrite").click()
+        undone = _until(nb, RULE_STATE_CELL, lambda s: not s["edits"])
+        assert undone["edits"] == [] and undone["status"].startswith("rewrite undone"), undone
+        page.wait_for_function(
+            f"el => ({_SETTLED_PIXELS})(el)?.sum === {before}", arg=gallery.element_handle()
+        )
+        editor.get_by_role("button", name="Redo rewrite").click()
+        page.wait_for_function(
+            f"el => ({_SETTLED_PIXELS})(el)?.sum === {after}", arg=gallery.element_handle()
+        )
+
+
+_OVERFLOW = """el => {
+  const cell = el.closest('.jp-Cell');
+  const out = el.closest('.jp-OutputArea-output');
+  const c = cell.getBoundingClientRect(), r = el.getBoundingClientRect();
+  return { scroll: el.scrollWidth, client: el.clientWidth, outScroll: out.scrollWidth,
+           outClient: out.clientWidth, right: r.right, cellRight: c.right };
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("jupyter", ["lab"], indirect=True, ids=["jupyterlab4"])
+def test_widgets_fit_their_cells_with_the_file_browser_open(lab_page, jupyter, tmp_path):
+    """At 1024, 1280 and 1920 px with the file browser open, no widget is wider than its
+    cell: it wraps (scrollWidth <= clientWidth)."""
+    page = lab_page
+    nb = Notebook(page)
+    with _diagnostics(page, jupyter, tmp_path):
+        page.goto(jupyter.notebook_url(NOTEBOOK))
+        nb.wait_for_kernel()
+        nb.run(0)
+        nb.run(1)
+        nb.run(3)
+        nb.run(RULE_CELL)
+        widgets = {
+            "UnitBrowser": nb.widget(1, "gw-unit-browser"),
+            "AblationPanel": nb.widget(3, "gw-ablation-panel"),
+            "RuleEditor": nb.widget(RULE_CELL, "gw-rule-editor"),
+        }
+        files = page.locator("#filebrowser")
+        if not files.is_visible():
+            page.locator(".jp-SideBar [data-id='filebrowser']").first.click()
+        files.wait_for(state="visible")
+        for width in (1024, 1280, 1920):
+            page.set_viewport_size({"width": width, "height": 1100})
+            page.wait_for_timeout(400)  # the notebook panel relayouts
+            assert files.is_visible() and files.bounding_box()["width"] > 100
+            for name, widget in widgets.items():
+                m = widget.evaluate(_OVERFLOW)
+                where = f"{name} at {width} px: {m}"
+                assert m["scroll"] <= m["client"], where
+                assert m["outScroll"] <= m["outClient"], where
+                assert m["right"] <= m["cellRight"] + 1, where
+            shots = os.environ.get("GW_SCREENSHOTS")
+            if shots and width == 1280:
+                page.screenshot(path=str(pathlib.Path(shots) / "lab_1280.png"))
 
 
 def test_server_rejects_an_unknown_frontend(tmp_path):
