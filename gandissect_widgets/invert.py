@@ -1,0 +1,340 @@
+"""Invert a picture into a generator, GANPaint style, so that unit edits act on it.
+
+:func:`fit_photo` finds a latent ``z`` whose render is close to the picture (random candidates,
+the best few refined together by gradient descent), then adds a small per-image residual ``r``
+to one layer's output and fits ``z`` and ``r`` together, with an L2 penalty that keeps ``r``
+small, so the generator's own units still draw the picture. Edits then act on the photo like on
+a generated sample:
+
+- the residual is added to layer ``L``'s output first (:func:`residual_edit`), and edits of
+  layer ``L`` (an ablation) run after it in the same ``hooked`` list;
+- a rewrite of layer ``L``'s weights changes what the layer computes while ``r`` stays fixed;
+- every later layer sees the photo's features and is edited as usual.
+
+No Session is needed: it takes the model and plain tensors.
+
+>>> import numpy as np
+>>> from gandissect_widgets import zoo
+>>> g = zoo.load("hamlet")
+>>> image = zoo.hamlet.render([zoo.hamlet.TEST_SEED_START])[0][0]
+>>> photo = fit_photo(g, image, steps=20, restarts=2, seed=0)
+>>> photo.z.shape, photo.layer, tuple(photo.residual.shape)
+(torch.Size([128]), 'layer6', (64, 16, 16))
+>>> reconstruct(g, photo).shape
+torch.Size([3, 64, 64])
+
+The model is hooked while it is being fitted (the hooks act only on the fitting thread's
+forward passes), but edits that another thread installs meanwhile would reach the fit: run it
+under the owner's lock, or on ``copy.deepcopy(model)``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .hooks import hooked, resolve
+
+__all__ = ["Photo", "fit_photo", "reconstruct", "residual_edit", "psnr", "DEFAULTS"]
+
+#: Defaults of :func:`fit_photo`, chosen with ``python -m benchmarks invert``.
+DEFAULTS = {
+    "layer": "layer6",
+    "steps": 300,
+    "restarts": 4,
+    "candidates": 64,
+    "z_fraction": 0.4,
+    "residual_weight": 0.05,
+    "lr": 0.05,
+    "residual_lr": 0.02,
+    "l1_weight": 0.0,
+}
+
+
+@dataclass
+class Photo:
+    """A picture inverted into a generator.
+
+    ``z``: latent (z_dim,); ``layer``: where ``residual`` (C, h, w) is added to the output;
+    ``psnr``: of the reconstruction against the (resized) picture, in dB for values in [-1, 1];
+    ``losses``: the objective at every step; ``target``: the picture as the generator's float
+    image (3, H, W) in [-1, 1], after any crop and resize; ``settings``: the fit's arguments.
+    """
+
+    z: torch.Tensor
+    layer: str
+    residual: torch.Tensor
+    psnr: float
+    losses: list[float] = field(default_factory=list, repr=False)
+    target: torch.Tensor | None = field(default=None, repr=False)
+    settings: dict = field(default_factory=dict, repr=False)
+
+    def edits(self) -> dict[str, list[Callable[[torch.Tensor], torch.Tensor]]]:
+        """``{layer: [add residual]}`` for :func:`~gandissect_widgets.hooks.hooked`; append
+        the layer's own edits (ablation) after it so they act on the photo's features."""
+        return {self.layer: [residual_edit(self.residual)]}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of two float images in [-1, 1] (peak-to-peak 2).
+
+    >>> round(psnr(torch.zeros(3, 4, 4), torch.full((3, 4, 4), 0.2)), 2)
+    20.0
+    """
+    mse = float((a.detach().float() - b.detach().float()).square().mean())
+    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+def residual_edit(residual: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An edit adding ``residual`` ((C, h, w), or (N, C, h, w) one per sample) to a layer's output.
+
+    >>> residual_edit(torch.ones(2, 1, 1))(torch.zeros(3, 2, 1, 1)).sum().item()
+    6.0
+    """
+    if residual.dim() not in (3, 4):
+        raise ValueError(f"residual must be (C, h, w) or (N, C, h, w); got {tuple(residual.shape)}")
+
+    def add_residual(out: torch.Tensor) -> torch.Tensor:
+        r = residual.to(device=out.device, dtype=out.dtype)
+        if r.shape[-3:] != out.shape[-3:]:
+            raise ValueError(
+                f"residual {tuple(r.shape)} does not fit the layer output {tuple(out.shape)}"
+            )
+        return out + r
+
+    return add_residual
+
+
+@torch.no_grad()
+def reconstruct(model: nn.Module, photo: Photo) -> torch.Tensor:
+    """The photo as the generator draws it: float image (3, H, W) in [-1, 1], on the model's
+    device."""
+    device = _device(model)
+    with hooked(model, edit=photo.edits()):
+        return model(photo.z.to(device).unsqueeze(0))[0]
+
+
+def fit_photo(
+    model: nn.Module,
+    image,
+    *,
+    layer: str = DEFAULTS["layer"],
+    steps: int = DEFAULTS["steps"],
+    restarts: int = DEFAULTS["restarts"],
+    candidates: int = DEFAULTS["candidates"],
+    z_fraction: float = DEFAULTS["z_fraction"],
+    residual_weight: float = DEFAULTS["residual_weight"],
+    lr: float = DEFAULTS["lr"],
+    residual_lr: float = DEFAULTS["residual_lr"],
+    l1_weight: float = DEFAULTS["l1_weight"],
+    seed: int = 0,
+    progress: Callable[[int, int, float], object] | None = None,
+    cancel: threading.Event | None = None,
+) -> Photo | None:
+    """Invert ``image`` into ``model``; ``None`` when ``cancel`` is set before the end.
+
+    Args:
+        model: a generator with ``z_dim``, mapping latents (N, z_dim) to images (N, 3, H, W)
+            in [-1, 1]; it is not modified (no gradients are stored in its parameters).
+        image: uint8 (H, W, 3) (or (H, W, 4), alpha dropped), numpy or torch; or a float
+            tensor (3, H, W) in [-1, 1]. Centre-cropped to a square and resized (antialiased)
+            to the model's output size when it differs.
+        layer: the layer whose output gets the residual.
+        steps: gradient steps in all; the first ``z_fraction`` of them fit ``restarts`` latents
+            at once (the best of ``candidates`` random draws), the rest fit the best latent
+            and the residual together.
+        residual_weight: weight of the mean squared residual in the objective (larger keeps
+            the residual smaller: edits act more like on samples, the fit is less exact).
+        lr, residual_lr: Adam step sizes of the latent and of the residual (cosine decay).
+        l1_weight: weight of a mean absolute pixel error added to the mean squared one.
+        seed: the candidates' random draw; equal arguments give equal results on one machine.
+        progress: called as ``progress(step, steps, loss)`` after every step.
+        cancel: a ``threading.Event``; once set, the fit stops and returns ``None``.
+    """
+    steps, restarts, candidates = (
+        _positive_int(steps, "steps"),
+        _positive_int(restarts, "restarts"),
+        _positive_int(candidates, "candidates"),
+    )
+    for name, value in [
+        ("residual_weight", residual_weight), ("lr", lr), ("residual_lr", residual_lr),
+        ("l1_weight", l1_weight), ("z_fraction", z_fraction),
+    ]:  # fmt: skip
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    if z_fraction > 1:
+        raise ValueError(f"z_fraction must be in [0, 1]; got {z_fraction!r}")
+    z_dim = getattr(model, "z_dim", None)
+    if not isinstance(z_dim, int) or z_dim < 1:
+        raise TypeError(f"model must be a generator with an int z_dim; got {type(model).__name__}")
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be a layer name (str); got {type(layer).__name__}")
+    resolve(model, layer)  # KeyError listing the valid names
+    if cancel is not None and not hasattr(cancel, "is_set"):
+        raise TypeError("cancel must be a threading.Event (or have is_set())")
+    settings = dict(
+        layer=layer, steps=steps, restarts=restarts, candidates=candidates, z_fraction=z_fraction,
+        residual_weight=residual_weight, lr=lr, residual_lr=residual_lr, l1_weight=l1_weight,
+        seed=seed,
+    )  # fmt: skip
+    device = _device(model)
+    image = _as_float_image(image)
+
+    generator = torch.Generator().manual_seed(int(seed))
+    zs = torch.randn(candidates, z_dim, generator=generator).to(device)
+    with torch.no_grad(), hooked(model, retain=[layer]) as seen:
+        first = model(zs[:1])
+    features = seen.get(layer)
+    if features is None or features.dim() != 4:
+        shape = None if features is None else tuple(features.shape)
+        raise ValueError(f"layer {layer!r} must give a spatial (N, C, h, w) output; got {shape}")
+    if first.dim() != 4 or first.shape[1] != 3:
+        raise ValueError(f"model must draw images (N, 3, H, W); got {tuple(first.shape)}")
+    target = _fit_size(image, tuple(first.shape[-2:])).to(device)
+
+    def loss_per_image(y):
+        err = y - target
+        loss = err.square().mean((1, 2, 3))
+        if l1_weight:
+            loss = loss + l1_weight * err.abs().mean((1, 2, 3))
+        return loss
+
+    owner = threading.get_ident()
+    residual = torch.zeros(features.shape[1:], device=device)
+
+    def add_residual(out):
+        return out + residual if threading.get_ident() == owner else out
+
+    z_steps = round(steps * z_fraction)
+    losses: list[float] = []
+    with hooked(model, edit={layer: [add_residual]}):
+        with torch.no_grad():
+            scores = torch.cat([loss_per_image(model(c)) for c in zs.split(64)])
+        z = zs[scores.argsort()[:restarts]].clone().requires_grad_(True)
+
+        # phase 1: the best latents, refined together; the residual is still zero
+        adam = _Adam([z], [lr])
+        for i in range(z_steps):
+            if cancel is not None and cancel.is_set():
+                return None
+            loss = loss_per_image(model(z))
+            adam.step(torch.autograd.grad(loss.sum(), [z]), _cosine(i, z_steps))
+            losses.append(float(loss.detach().min()))
+            if progress is not None:
+                progress(len(losses), steps, losses[-1])
+        with torch.no_grad():
+            best = loss_per_image(model(z)).argmin() if z_steps else 0
+            z = z[best][None].clone().requires_grad_(True)
+
+        # phase 2: latent and residual together, the residual held small
+        r_steps = steps - z_steps
+        residual.requires_grad_(True)
+        adam = _Adam([z, residual], [lr * 0.2, residual_lr])
+        for i in range(r_steps):
+            if cancel is not None and cancel.is_set():
+                return None
+            fit = loss_per_image(model(z)).sum()
+            loss = fit + residual_weight * residual.square().mean()
+            adam.step(torch.autograd.grad(loss, [z, residual]), _cosine(i, r_steps))
+            losses.append(float(loss.detach()))
+            if progress is not None:
+                progress(len(losses), steps, losses[-1])
+        with torch.no_grad():
+            final = model(z)[0]
+    if cancel is not None and cancel.is_set():
+        return None
+    return Photo(
+        z=z[0].detach().cpu(),
+        layer=layer,
+        residual=residual.detach().cpu(),
+        psnr=psnr(final, target[0]),
+        losses=losses,
+        target=target[0].cpu(),
+        settings=settings,
+    )
+
+
+class _Adam:
+    """Adam written out (torch.optim's first use imports dynamo, which costs seconds)."""
+
+    def __init__(self, params, lrs, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.lrs, self.betas, self.eps = params, lrs, betas, eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, grads, scale=1.0):
+        self.t += 1
+        b1, b2 = self.betas
+        for p, g, m, v, lr in zip(self.params, grads, self.m, self.v, self.lrs, strict=True):
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            m_hat = m / (1 - b1**self.t)
+            v_hat = v / (1 - b2**self.t)
+            p.sub_(lr * scale * m_hat / (v_hat.sqrt() + self.eps))
+
+
+def _cosine(i, n, floor=0.05):
+    """Learning-rate factor at step ``i`` of ``n``: cosine from 1 down to ``floor``."""
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * i / max(n, 1)))
+
+
+def _device(model):
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    return int(value)
+
+
+def _as_float_image(image) -> torch.Tensor:
+    """uint8 (H, W, 3|4) or float (3, H, W) in [-1, 1] -> float (1, 3, H, W) in [-1, 1]."""
+    if isinstance(image, np.ndarray):
+        if image.dtype.kind not in "uf":
+            raise TypeError(f"image must be uint8 (H, W, 3); got a numpy array of {image.dtype}")
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image must be a uint8 (H, W, 3) array or tensor; got {type(image)}")
+    if image.dtype == torch.uint8:
+        if image.dim() != 3 or image.shape[-1] not in (3, 4) or min(image.shape[:2]) < 1:
+            shape = tuple(image.shape)
+            raise ValueError(f"a uint8 image must be (H, W, 3) or (H, W, 4); got {shape}")
+        return image[..., :3].permute(2, 0, 1).float().div(127.5).sub(1).unsqueeze(0)
+    if not image.is_floating_point():
+        raise TypeError(f"image must be uint8 (H, W, 3) or float (3, H, W); got {image.dtype}")
+    if image.dim() != 3 or image.shape[0] != 3 or min(image.shape[1:]) < 1:
+        raise ValueError(f"a float image must be (3, H, W) in [-1, 1]; got {tuple(image.shape)}")
+    if not torch.isfinite(image).all():
+        raise ValueError("image has NaN or infinite values")
+    if image.min() < -1.0001 or image.max() > 1.0001:
+        raise ValueError(
+            f"a float image must lie in [-1, 1]; got [{float(image.min()):.3g}, "
+            f"{float(image.max()):.3g}] (pass uint8 (H, W, 3) for 0..255 pixels)"
+        )
+    return image.detach().float().clamp(-1, 1).unsqueeze(0).cpu()
+
+
+def _fit_size(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Centre-crop (1, 3, H, W) to the aspect ratio of ``size``, then resize to it."""
+    h, w = image.shape[-2:]
+    if (h, w) == size:
+        return image
+    th, tw = size
+    if h * tw > w * th:  # too tall
+        ch = max(1, round(w * th / tw))
+        image = image[..., (h - ch) // 2 : (h - ch) // 2 + ch, :]
+    elif h * tw < w * th:  # too wide
+        cw = max(1, round(h * tw / th))
+        image = image[..., (w - cw) // 2 : (w - cw) // 2 + cw]
+    return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
