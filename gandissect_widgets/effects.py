@@ -101,7 +101,7 @@ def _labels_and_predictions(session, seeds, bs, state):
     labels, preds = [], []
     for chunk in passes.batches(seeds, bs):
         labels.append(torch.as_tensor(session.labels(chunk)))
-        out, _ = session.run(session.inputs(chunk), state=state)
+        out, _ = session.forward(chunk, state)
         preds.append(out.argmax(1).cpu())
     return torch.cat(labels), torch.cat(preds)
 

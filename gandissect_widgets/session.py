@@ -230,14 +230,27 @@ class Session:
             yield model
 
     # ------------------------------------------------------------------ running
+    def forward(self, seeds, state: State | None = None, *, retain=(), retain_input=(), **kw):
+        """One uncached forward of the samples ``seeds`` (photos included) at ``state``:
+        (output, retained). Keywords as :meth:`Runner.run` (``stop``, ``extra``, ``grad``)."""
+        seeds = checks.seeds(seeds)
+        return self.runner.run(
+            self.inputs(seeds),
+            state or self.state,
+            retain=retain,
+            retain_input=retain_input,
+            before=self.sources.adapters(seeds),
+            **kw,
+        )
+
     def _rows(self, name: str, seeds: list[int], state: State) -> torch.Tensor:
         retain = [] if name == IMAGE else [name]
 
         def compute(todo):
             outs = []
             for i in range(0, len(todo), self.batch_size):
-                chunk = self.inputs(todo[i : i + self.batch_size])
-                out, seen = self.runner.run(chunk, state, retain=retain, stop=bool(retain))
+                chunk = todo[i : i + self.batch_size]
+                out, seen = self.forward(chunk, state, retain=retain, stop=bool(retain))
                 outs.append(seen[name] if retain else torch.from_numpy(render.to_uint8(out)))
             return torch.cat(outs)
 
@@ -280,7 +293,7 @@ class Session:
         """Logits of a classifier Session for the data samples of ``seeds`` (edits on)."""
         if self.kind != "classifier":
             raise ValueError("classify() needs a classifier Session (one made with data=)")
-        out, _ = self.runner.run(self.inputs(seeds), self.state)
+        out, _ = self.forward(seeds)
         return out.cpu()
 
     def attribution_pass(self, layer: str, seeds):
@@ -290,9 +303,7 @@ class Session:
         def leaf(out):
             return out.detach().requires_grad_(True)
 
-        out, seen = self.runner.run(
-            self.inputs(seeds), self.state, retain=[layer], extra={layer: [leaf]}, grad=True
-        )
+        out, seen = self.forward(seeds, retain=[layer], extra={layer: [leaf]}, grad=True)
         return seen[layer], out
 
     def unit_levels(self, layer: str, n: int = 64) -> dict[str, torch.Tensor]:

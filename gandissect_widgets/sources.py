@@ -1,8 +1,16 @@
-"""Where samples come from: a generator's latents by seed, or a classifier's ``data(seeds)``.
+"""Where samples come from: a generator's latents by seed, photos inverted into the generator,
+or a classifier's ``data(seeds)``.
+
+A photo is a sample like any other, named by an integer id from :data:`PHOTO_BASE` on: its
+latent, plus a small residual added to one layer's output before any edit of that layer, so
+edits act on it through the same units as on generated samples.
 
 >>> src = Sources(z_dim=4)
 >>> src.inputs([0, 1]).shape
 torch.Size([2, 4])
+>>> pid = src.add_photo(torch.zeros(4), "layer1", torch.ones(2, 3, 3))
+>>> pid == PHOTO_BASE, src.inputs([pid]).abs().sum().item()
+(True, 0.0)
 """
 
 from __future__ import annotations
@@ -14,7 +22,9 @@ import torch
 
 from . import checks, render
 
-__all__ = ["Sources"]
+__all__ = ["Sources", "PHOTO_BASE"]
+
+PHOTO_BASE = 2**62  # sample ids from here on name photos; below it, seeds
 
 
 class Sources:
@@ -25,15 +35,48 @@ class Sources:
     def __init__(self, z_dim: int = 0, data: Callable | None = None, device="cpu"):
         self.z_dim, self.data, self.device = z_dim, data, torch.device(device)
         self.kind = "generator" if data is None else "classifier"
+        self.photos: dict[int, tuple[torch.Tensor, str, torch.Tensor]] = {}
         self._memo: tuple | None = None
 
+    def add_photo(self, z: torch.Tensor, layer: str, residual: torch.Tensor) -> int:
+        """Register a photo (latent, layer, residual (C, h, w)); returns its sample id."""
+        if self.kind != "generator":
+            raise ValueError("photos are inverted into a generator; this Session is a classifier")
+        z = torch.as_tensor(z, dtype=torch.float32).detach().cpu().reshape(-1)
+        if z.numel() != self.z_dim:
+            raise ValueError(f"a photo's latent needs {self.z_dim} values; got {z.numel()}")
+        pid = PHOTO_BASE + len(self.photos)
+        self.photos[pid] = (z.clone(), layer, residual.detach().float().cpu().clone())
+        return pid
+
+    def _latent(self, seed: int) -> torch.Tensor:
+        if seed < PHOTO_BASE:
+            return torch.randn(self.z_dim, generator=torch.Generator().manual_seed(seed))
+        if seed not in self.photos:
+            raise KeyError(
+                f"sample {seed} is not a photo of this Session: ids from 2**62 on name photos "
+                f"made by session.invert(); this Session has {len(self.photos)}"
+            )
+        return self.photos[seed][0]
+
     def latents(self, seeds) -> torch.Tensor:
-        """Standard-normal latents (N, z_dim), one per seed, independent of batch composition."""
+        """Standard-normal latents (N, z_dim), one per seed, independent of batch composition
+        (a photo's fitted latent for photo ids)."""
         seeds = checks.seeds(seeds)
         if not self.z_dim:
             raise ValueError("this Session wraps a classifier: it has no latents")
-        z = [torch.randn(self.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        z = [self._latent(s) for s in seeds]
         return torch.stack(z) if z else torch.zeros(0, self.z_dim)
+
+    def adapters(self, seeds) -> dict:
+        """layer -> [function adding the photos' residuals to their rows] for a batch of
+        ``seeds`` (empty when none is a photo): runs before any edit of that layer."""
+        rows: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        for i, s in enumerate(seeds):
+            if s >= PHOTO_BASE and s in self.photos:
+                _, layer, residual = self.photos[s]
+                rows.setdefault(layer, []).append((i, residual))
+        return {layer: [_add_rows(found)] for layer, found in rows.items()}
 
     def _data(self, seeds: list[int]):
         memo = self._memo
@@ -69,3 +112,15 @@ class Sources:
             return self.latents(seeds).to(self.device)
         imgs = torch.from_numpy(np.ascontiguousarray(self.images(seeds)))
         return (imgs.permute(0, 3, 1, 2).float() / 127.5 - 1).to(self.device)
+
+
+def _add_rows(found: list[tuple[int, torch.Tensor]]):
+    index = torch.tensor([i for i, _ in found])
+    residuals = torch.stack([r for _, r in found])
+
+    def fn(out):
+        out = out.clone()
+        out[index.to(out.device)] += residuals.to(out.device, out.dtype)
+        return out
+
+    return fn

@@ -21,7 +21,7 @@ RANKS = {
     "runner": 1,
     "passes": 2,
     "zoo": 2,
-    **dict.fromkeys(["dissect", "effects", "rewrite", "distributed", "export"], 3),
+    **dict.fromkeys(["dissect", "effects", "rewrite", "distributed", "export", "invert"], 3),
     "session": 4,
     **dict.fromkeys(["widgets", "report", "cli"], 5),
     "__init__": 6,

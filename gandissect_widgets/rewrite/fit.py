@@ -71,6 +71,8 @@ def _goal(session, feats, copy, paste) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError("the pasted region lies outside the image; paste it further inside")
     moved = _shift(values[a], dy, dx)
     target = values[b] * (1 - weight) + moved * weight
+    # the block alone must produce the target less the paste sample's own (photo) residual
+    target = target - feats["residual"][b]
     return target[None], weight[None, None]
 
 

@@ -65,9 +65,7 @@ def second_moment(
         bs = bs or max(session.batch_size, 64)
         for i in range(0, n, bs):
             seeds = range(i, min(n, i + bs))
-            _, seen = session.runner.run(
-                session.inputs(seeds), state, retain_input=[conv_path], stop=True
-            )
+            _, seen = session.forward(seeds, state, retain_input=[conv_path], stop=True)
             stat.update(seen[conv_path + ":in"])
             if progress is not None:
                 progress(min(n, i + bs), n)
@@ -88,17 +86,20 @@ def features(session, state, layer, conv_path, seeds) -> dict[str, torch.Tensor]
     """Block input, conv input (keys) and block output (values) of the seeds at ``state``'s
     weights with no output edits; ``rows`` maps each seed to its row."""
     seeds = list(dict.fromkeys(seeds))
-    _, seen = session.runner.run(
-        session.latents(seeds),
-        state.weights_only(),
-        retain=[layer],
-        retain_input=[layer, conv_path],
+    _, seen = session.forward(
+        seeds, state.weights_only(), retain=[layer], retain_input=[layer, conv_path]
     )
+    values = seen[layer].detach()
+    # a photo's own residual at this layer: the block itself computes values - residual
+    own = torch.zeros_like(values)
+    for fn in session.sources.adapters(seeds).get(layer, []):
+        own = fn(own)
     return {
         "rows": {s: i for i, s in enumerate(seeds)},
         "block_in": seen[layer + ":in"].detach(),
         "keys": seen[conv_path + ":in"].detach(),
-        "values": seen[layer].detach(),
+        "values": values,
+        "residual": own,
     }
 
 
