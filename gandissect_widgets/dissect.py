@@ -2,7 +2,11 @@
 
 GAN Dissection / Network Dissection (Bau et al.): a unit's activation, upsampled bilinearly to
 the segmentation's size and thresholded at its ``quantile`` level, is compared with every
-concept's mask; IoU(u, c) = |A n C| / |A u C| summed over the whole sample set.
+concept's mask; IoU(u, c) = |A n C| / |A u C| summed over the whole sample set.  The level is
+the quantile of the raw activation maps by default (GAN Dissection, 2018), or of the upsampled
+maps (``threshold_on="upsampled"``, as the later ``dissect`` code does); it is exact whenever
+each unit's top values fit the memory budget, and a sketch with a recorded worst-case rank
+error otherwise.
 
 >>> s = gw.Session.from_zoo("hamlet")                     # doctest: +SKIP
 >>> d = s.dissect("layer4", n=1000)                       # doctest: +SKIP
@@ -20,13 +24,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checks, passes
+from . import checks, passes, stats
 from .cache import ResultCache, weights_fingerprint
 from .jobs import Job
 
 __all__ = ["Dissection", "dissect", "INTERPRETABLE_IOU"]
 
 INTERPRETABLE_IOU = 0.04
+EXACT_MB = 256  # default memory budget of the exact quantile
 _KEEP_BYTES = 1 << 30  # activations kept in memory between the two passes, at most
 
 
@@ -36,7 +41,10 @@ class Dissection:
 
     Attributes: ``layer``, ``concepts`` (names), ``thresholds`` (C,), ``iou`` (C, K),
     ``top_values`` / ``top_seeds`` (C, k, best first), ``mean`` and ``high`` (C,) levels,
-    ``seeds`` (the sample set), ``quantile``, ``fingerprint`` (of the model state dissected).
+    ``seeds`` (the sample set), ``quantile``, ``fingerprint`` (of the model state dissected),
+    ``threshold_on`` ("raw" or "upsampled" maps), ``threshold_method`` ("exact" or "sketch")
+    and ``rank_error`` (the sketch's worst-case rank error as a share of the values; 0 when
+    exact).
     """
 
     layer: str
@@ -50,6 +58,9 @@ class Dissection:
     seeds: list[int]
     quantile: float
     fingerprint: str = ""
+    threshold_on: str = "raw"
+    threshold_method: str = "exact"
+    rank_error: float = 0.0
 
     @property
     def labels(self) -> list[str]:
@@ -139,6 +150,9 @@ class Dissection:
             "quantile": np.asarray(self.quantile),
             "layer": np.asarray(self.layer),
             "fingerprint": np.asarray(self.fingerprint),
+            "threshold_on": np.asarray(self.threshold_on),
+            "threshold_method": np.asarray(self.threshold_method),
+            "rank_error": np.asarray(self.rank_error),
         }
 
     @classmethod
@@ -153,6 +167,9 @@ class Dissection:
             seeds=[int(s) for s in a["seeds"]],
             quantile=float(a["quantile"]),
             fingerprint=str(a["fingerprint"]) if "fingerprint" in a else "",
+            threshold_on=str(a["threshold_on"]) if "threshold_on" in a else "raw",
+            threshold_method=str(a["threshold_method"]) if "threshold_method" in a else "sketch",
+            rank_error=float(a["rank_error"]) if "rank_error" in a else float("nan"),
             **t,
         )
 
@@ -163,7 +180,8 @@ class Dissection:
         )
 
 
-def _result(layer, concepts, seeds, quantile, q, top, mom, iou, thresholds, fp) -> Dissection:
+def _result(layer, concepts, seeds, quantile, levels, parts, fp) -> Dissection:
+    level, top, mom, iou, thresholds = parts
     values, ids = top.result()
     return Dissection(
         layer=layer,
@@ -177,22 +195,64 @@ def _result(layer, concepts, seeds, quantile, q, top, mom, iou, thresholds, fp) 
         seeds=list(seeds),
         quantile=quantile,
         fingerprint=fp,
+        threshold_on=levels.on,
+        threshold_method=levels.method,
+        rank_error=float(level.rank_error()),
     )
 
 
-def _in_process(session, state, layer, seeds, bs, quantile, segment, n_concepts, k, step):
-    """Pass 1 keeps activations (when they fit) and concept maps, pass 2 counts IoU at the
-    thresholds, so the generator and segmenter run once per sample."""
+def _in_process(session, state, layer, seeds, bs, levels, segment, n_concepts, k, size, step):
+    """The shards of the sharded path, one after another, merged the same way.  Pass 1 keeps
+    activations (when they fit) and concept maps, so the generator and segmenter run once per
+    sample."""
     c, h, w = session.layer_shape(layer)
-    keep = len(seeds) * c * h * w * 2 <= _KEEP_BYTES
-    (q, top, mom), kept, maps = passes.first_pass(
-        session, state, layer, seeds, bs, k, segment, keep, step
-    )
-    thresholds = q.quantile(quantile).float()
-    iou = passes.second_pass(
-        session, state, layer, seeds, bs, thresholds, segment, n_concepts, kept, maps, step
-    )
-    return q, top, mom, iou, thresholds
+    keep = len(seeds) * c * h * w * 4 <= _KEEP_BYTES
+    parts = passes.shards(seeds, size)
+    first, kept, maps = [], [], []
+    for index, chunk in parts:
+        stats_, acts, concept_maps = passes.first_pass(
+            session, state, layer, index, chunk, bs, k, levels, segment, keep, step
+        )
+        first.append(stats_)
+        kept.append(acts)
+        maps.append(concept_maps)
+    level, top, mom = passes.merge_first(first)
+    thresholds = levels.thresholds(level)
+    counts = [
+        passes.second_pass(
+            session,
+            state,
+            layer,
+            chunk,
+            bs,
+            thresholds,
+            segment,
+            n_concepts,
+            kept[i],
+            maps[i],
+            step,
+        )
+        for i, (_, chunk) in enumerate(parts)
+    ]
+    return level, top, mom, stats.merge_tree(counts), thresholds
+
+
+def _levels(session, state, layer, seeds, quantile, threshold_on, exact_mb, segment):
+    """How the thresholds are found: exact when each unit's top values fit ``exact_mb``."""
+    if threshold_on not in passes.THRESHOLD_ON:
+        raise ValueError(
+            f"threshold_on must be one of {', '.join(map(repr, passes.THRESHOLD_ON))}; "
+            f"got {threshold_on!r}"
+        )
+    budget = checks.number(exact_mb, "exact_mb", 0, float("inf")) * 2**20
+    c, h, w = session.layer_shape(layer)
+    size = None
+    if threshold_on == "upsampled":
+        size = passes.map_size(session, state, layer, seeds[0], segment)
+        h, w = size
+    total = len(seeds) * h * w
+    exact = stats.TailQuantile.nbytes(quantile, total, c) <= budget
+    return passes.Levels(quantile, threshold_on, size, total if exact else None)
 
 
 def _source_id(obj) -> str:
@@ -225,6 +285,8 @@ def dissect(
     progress: bool = True,
     executor=None,
     shard_size: int | None = None,
+    threshold_on: str = "raw",
+    exact_mb: float = EXACT_MB,
 ):
     """Dissect ``layer`` over ``n`` samples (or the given ``seeds``); see :class:`Dissection`.
 
@@ -236,6 +298,18 @@ def dissect(
     (``progress``, ``cancel()``, ``result()``). ``executor`` (any
     ``concurrent.futures.Executor``, e.g. Dask's ``client.get_executor()``) runs the passes as
     shards of ``shard_size`` seeds on its workers; see :mod:`gandissect_widgets.distributed`.
+    Without one the same shards run here, so the tables are identical either way; the default
+    shard size is 256 samples rounded up to whole batches.
+
+    Thresholds: each unit's ``quantile`` level of its activation maps, ``threshold_on="raw"``
+    (the default: GAN Dissection, Bau et al. 2018, and this package's earlier versions) or
+    ``"upsampled"`` (the maps upsampled to the concept maps' size, as the later ``dissect``
+    code of the same authors does).  Upsampling smooths the maps, so the upsampled level is
+    lower for peaked units and the IoUs come out higher (measured on hamlet in BENCHMARKS.md,
+    "Dissection").  The quantile is exact
+    (:class:`~gandissect_widgets.stats.TailQuantile`) when each unit's top ``1 - quantile``
+    share of values fits ``exact_mb`` megabytes (default 256), else a sketch whose worst-case
+    rank error is recorded in ``rank_error``.
 
     >>> d = session.dissect("layer4", n=1000)                # doctest: +SKIP
     """
@@ -244,12 +318,13 @@ def dissect(
     bs = passes.batch_size(session, batch_size, len(seeds))
     quantile = checks.quantile(quantile)
     k = checks.count(k, "k")
-    shard = checks.count(shard_size, "shard_size") if shard_size is not None else None
     concepts, segment = passes.concept_source(session, segmenter)
     store = ResultCache.resolve(cache)
     state = session.state
     fp = session.fingerprint(state)
     c = session.layer_shape(layer)[0]
+    size = passes.shard_size(shard_size, bs)
+    levels = _levels(session, state, layer, seeds, quantile, threshold_on, exact_mb, segment)
     key = {
         "kind": "dissect",
         "model": fp,
@@ -260,6 +335,9 @@ def dissect(
         "concepts": concepts,
         "segmenter": _source_id(segmenter or session.segmenter),
         "data": _source_id(session.data),
+        "threshold_on": levels.on,
+        "method": levels.method,
+        "shard_size": size,
     }
     expect = {"iou": (c, len(concepts)), "thresholds": (c,), "mean": (c,), "high": (c,)}
 
@@ -267,9 +345,11 @@ def dissect(
         session.dissections[layer] = result
         return result
 
-    shard = shard or max(bs, -(-len(seeds) // 8))
-    units = passes.batches(seeds, shard if executor is not None else bs)
-    bar = tqdm(total=2 * len(units), desc=f"dissect {layer}", disable=not progress, leave=False)
+    if executor is not None:
+        units = len(passes.shards(seeds, size))
+    else:
+        units = sum(len(passes.batches(chunk, bs)) for _, chunk in passes.shards(seeds, size))
+    bar = tqdm(total=2 * units, desc=f"dissect {layer}", disable=not progress, leave=False)
 
     def work(job=None):
         def step():
@@ -285,19 +365,19 @@ def dissect(
                 from .distributed import dissect_sharded
 
                 parts = dissect_sharded(
-                    session, state, layer, seeds, bs, quantile, concepts, k, executor, shard, step
+                    session, state, layer, seeds, bs, levels, concepts, k, executor, size, step
                 )
             else:
                 parts = _in_process(
-                    session, state, layer, seeds, bs, quantile, segment, len(concepts), k, step
+                    session, state, layer, seeds, bs, levels, segment, len(concepts), k, size, step
                 )
         finally:
             bar.close()
-        result = _result(layer, concepts, seeds, quantile, *parts, fp)
+        result = _result(layer, concepts, seeds, quantile, levels, parts, fp)
         if store is not None:
             store.save(key, result.arrays())
         return finish(result)
 
     if background:
-        return Job(work, total=2 * len(units), name=f"dissect {layer}")
+        return Job(work, total=2 * units, name=f"dissect {layer}")
     return work()

@@ -3,11 +3,21 @@
 Every pass runs at an explicit State (uncached forwards), so a background pass keeps the model
 state it started with while the user edits on.
 
+A dissection splits its sample set into shards of ``shard_size`` consecutive seeds: the
+boundaries depend on the sample set and that size only, never on how many workers there are.
+Pass 1 of shard i builds its own statistics (a quantile sketch seeded with i), and the shards
+merge in a fixed tree order (:func:`merge_first`).  One process runs the same shards one after
+another, so any executor, any number of workers and the in-process path give the same bits.
+
 >>> batches([1, 2, 3, 4, 5], 2)
 [[1, 2], [3, 4], [5]]
+>>> shards([1, 2, 3, 4, 5], 2)
+[(0, [1, 2]), (1, [3, 4]), (2, [5])]
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,18 +26,30 @@ from . import checks, render, stats
 
 __all__ = [
     "batches",
+    "shards",
     "sample_seeds",
     "batch_size",
+    "shard_size",
     "concept_source",
     "acts_and_images",
+    "Levels",
     "first_pass",
     "second_pass",
+    "merge_first",
 ]
+
+SHARD_SAMPLES = 256  # default shard size, rounded up to whole batches
+THRESHOLD_ON = ("raw", "upsampled")
 
 
 def batches(seeds: list, size: int) -> list[list]:
     """Consecutive chunks of at most ``size``."""
     return [seeds[i : i + size] for i in range(0, len(seeds), size)]
+
+
+def shards(seeds: list, size: int) -> list[tuple[int, list]]:
+    """``(index, seeds)`` of consecutive shards of at most ``size`` seeds."""
+    return list(enumerate(batches(seeds, size)))
 
 
 def sample_seeds(n, seeds) -> list[int]:
@@ -50,6 +72,13 @@ def batch_size(session, size, n: int) -> int:
             f"n={n} samples is fewer than batch_size={size}; lower batch_size or raise n"
         )
     return size
+
+
+def shard_size(size, bs: int) -> int:
+    """``size`` checked, or the default: :data:`SHARD_SAMPLES` rounded up to whole batches."""
+    if size is not None:
+        return checks.count(size, "shard_size")
+    return -(-SHARD_SAMPLES // bs) * bs
 
 
 def concept_source(session, segmenter=None):
@@ -76,24 +105,69 @@ def acts_and_images(session, state, layer, seeds, images=True):
     return acts, session.generate(seeds)
 
 
-def first_pass(session, state, layer, seeds, bs, k, segment=None, keep=False, step=None, seed=0):
-    """Quantile sketch, top-k and moments over ``seeds``; with ``segment`` also the concept
-    maps, and with ``keep`` the activations (float16) for the second pass."""
+def map_size(session, state, layer, seed, segment) -> tuple[int, int]:
+    """(H, W) of the concept maps, from one sample."""
+    _, images = acts_and_images(session, state, layer, [seed])
+    return tuple(segment([seed], images).shape[1:])
+
+
+@dataclass(frozen=True)
+class Levels:
+    """How pass 1 finds each unit's threshold: the ``quantile`` of its raw activation maps
+    (``on="raw"``) or of the maps upsampled to the concept maps' ``size``; exactly
+    (:class:`~gandissect_widgets.stats.TailQuantile`) when ``total``, the number of values per
+    unit over the whole sample set, is given, else with a sketch seeded by the shard index."""
+
+    quantile: float
+    on: str = "raw"
+    size: tuple[int, int] | None = None
+    total: int | None = None
+
+    @property
+    def method(self) -> str:
+        return "exact" if self.total else "sketch"
+
+    def statistic(self, units: int, index: int):
+        if self.total:
+            return stats.TailQuantile(self.quantile, self.total, units)
+        return stats.Quantile(units, seed=index)
+
+    def values(self, acts: torch.Tensor) -> torch.Tensor:
+        """What the thresholds are quantiles of."""
+        return stats.upsample(acts, self.size) if self.on == "upsampled" else acts
+
+    def thresholds(self, level) -> torch.Tensor:
+        """(C,) float32 thresholds from the merged statistic."""
+        return (level.quantile() if self.total else level.quantile(self.quantile)).float()
+
+
+def first_pass(
+    session, state, layer, index, seeds, bs, k, levels, segment=None, keep=False, step=None
+):
+    """Pass 1 over shard ``index`` (``seeds``): its threshold statistic (see :class:`Levels`),
+    top-k and moments; with ``segment`` also the concept maps, and with ``keep`` the
+    activations, as computed, for the second pass."""
     c = session.layer_shape(layer)[0]
-    q, top, mom = stats.Quantile(c, seed=seed), stats.TopK(k=k), stats.Moments(c)
+    level, top, mom = levels.statistic(c, index), stats.TopK(k=k), stats.Moments(c)
     kept, maps = [], []
     for chunk in batches(seeds, bs):
         acts, images = acts_and_images(session, state, layer, chunk, images=segment is not None)
-        q.update(acts)
+        level.update(levels.values(acts))
         top.update(acts, torch.tensor(chunk))
         mom.update(acts)
         if segment is not None:
             maps.append(segment(chunk, images).to(torch.int16))
         if keep:
-            kept.append(acts.half())
+            kept.append(acts)
         if step is not None:
             step()
-    return (q, top, mom), kept, maps
+    return (level, top, mom), kept, maps
+
+
+def merge_first(parts: list) -> tuple:
+    """Merge the shards' pass-1 statistics ``[(level, top, mom), ...]`` (in shard order) in
+    the fixed tree order: (level, top, mom)."""
+    return tuple(stats.merge_tree([p[j] for p in parts]) for j in range(3))
 
 
 def second_pass(

@@ -79,23 +79,78 @@ def test_background_and_cancel(seg_session, tmp_path):
     assert len(list(tmp_path.glob("*.npz"))) == 1  # no partial entry
 
 
+def _reference_areas(model, units, seeds):
+    """Pixels per concept ("dark", "bright") of the tiny generator's images, with ``units`` of
+    layer3 zeroed by a plain forward hook: latents, images and the median split written here."""
+    z = torch.stack([torch.randn(16, generator=torch.Generator().manual_seed(s)) for s in seeds])
+
+    def zero(module, inputs, output):
+        output = output.clone()
+        output[:, units] = 0
+        return output
+
+    handle = model.layer3.register_forward_hook(zero) if units else None
+    try:
+        with torch.no_grad():
+            images = model(z)
+    finally:
+        if handle is not None:
+            handle.remove()
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (N, 3, H, W)
+    grey = pixels.float().mean(1)
+    bright = grey > grey.flatten(1).median(1).values[:, None, None]
+    return {"dark": int((~bright).sum()), "bright": int(bright.sum())}
+
+
 def test_ablation_effect(seg_session):
     d = seg_session.dissect("layer3", n=24, cache=False, progress=False)
     units = d.ranked_for("bright")[:4]
     eff = seg_session.ablation_effect("layer3", units, "bright", n=16)
-    assert set(eff.changes) == {"dark", "bright"}
-    total_before = sum(eff.before.values())
-    assert total_before == sum(eff.after.values()) == 16 * 16 * 16
-    expected = 1 - eff.after["bright"] / eff.before["bright"]
-    assert eff.removed == pytest.approx(expected)
+    seeds = list(range(16))
+    before = _reference_areas(seg_session.model, [], seeds)
+    after = _reference_areas(seg_session.model, units, seeds)
+    assert eff.before == before and eff.after == after and before != after
+    assert eff.removed == pytest.approx(1 - after["bright"] / before["bright"])
+    assert eff.changes["dark"] == pytest.approx(after["dark"] / before["dark"] - 1)
     assert seg_session.edits == []
 
 
+def test_ablating_tree_units_removes_trees_on_hamlet():
+    """The shipped hamlet generator: the 20 units that detect trees best in layer6 (dissected
+    on seeds 0-255), ablated, remove at least half of the tree pixels on 64 other samples
+    (the package's goal; Bau et al. report 53%) and change the other concepts' area less."""
+    import gandissect_widgets as gw
+
+    s = gw.Session.from_zoo("hamlet", device="cpu")
+    d = s.dissect("layer6", n=256, cache=False, progress=False)
+    trees = d.ranked_for("tree")[:20]
+    eff = s.ablation_effect("layer6", trees, "tree", n=64, seeds=range(50_000, 50_064))
+    assert eff.after["tree"] < eff.before["tree"]
+    assert eff.removed >= 0.5
+    assert eff.others_changed() < eff.removed
+
+
+def _reference_class_units(model, data, target, seeds):
+    """Activation x gradient of the ``target`` logit at conv2, summed over positions, averaged
+    over the samples labelled ``target``: plain autograd on the tiny classifier."""
+    images, _, labels = data(seeds)
+    x = torch.from_numpy(images[labels == target]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    acts = model.conv2(model.conv1(x)).detach().requires_grad_(True)
+    logits = model.fc(acts.mean((2, 3)))
+    (grad,) = torch.autograd.grad(logits[:, target].sum(), acts)
+    score = (acts * grad).sum((2, 3)).mean(0)
+    assert len(set(score.tolist())) == len(score)  # no ties: the ranking is one order
+    return score.argsort(descending=True).tolist()
+
+
 def test_classifier_dissection_and_accuracy(labelled_session):
+    from conftest import labelled_data
+
     d = labelled_session.dissect("conv1", n=32, cache=False, progress=False)
     assert d.iou.shape == (8, 2) and d.concepts == ["dark", "bright"]
     units = labelled_session.class_units("conv2", "brightish", n=32)
-    assert sorted(units) == list(range(8))
+    model = labelled_session.model
+    assert units == _reference_class_units(model, labelled_data, 1, list(range(32)))
     change = labelled_session.ablation_accuracy("conv2", list(range(8)), n=32)
     assert set(change.before) == {"darkish", "brightish"}
     # all units off: every sample gets the same logits, so one class keeps all, the other none
@@ -135,3 +190,49 @@ def test_save_round_trip(seg_session):
     assert back.labels == d.labels and torch.equal(back.iou, d.iou) and back.seeds == d.seeds
     fig = d.plot_summary()
     assert fig.axes[0].get_title().startswith("layer2")
+
+
+def _flat(acts):
+    return acts.transpose(0, 1).reshape(acts.shape[1], -1)
+
+
+def test_exact_thresholds_beyond_the_sketch_capacity(seg_session):
+    # layer3: 8 units at 16x16; 64 samples = 16384 values per unit, 4x the sketch's capacity
+    seeds = list(range(64))
+    exact = seg_session.dissect("layer3", n=64, batch_size=8, shard_size=16, cache=False)
+    acts = seg_session.activations("layer3", seeds)
+    reference = torch.quantile(_flat(acts).double(), 0.99, dim=1).float()
+    assert exact.threshold_method == "exact" and exact.rank_error == 0.0
+    assert torch.equal(exact.thresholds, reference)
+    torch.testing.assert_close(exact.iou, _reference_iou(seg_session, "layer3", seeds, reference))
+
+    sketch = seg_session.dissect(
+        "layer3", n=64, batch_size=8, shard_size=16, cache=False, exact_mb=0
+    )
+    assert sketch.threshold_method == "sketch" and 0 < sketch.rank_error < 0.05
+    # each sketched threshold sits within the recorded rank error of the 0.99 rank
+    data = _flat(acts).double()
+    for u, t in enumerate(sketch.thresholds.double().tolist()):
+        below = float((data[u] < t).double().mean())
+        at_or_below = float((data[u] <= t).double().mean())
+        assert below - sketch.rank_error <= 0.99 <= at_or_below + sketch.rank_error, u
+    # a budget too small for the top 1% of 16384 values x 8 units (2 x 165 x 8 x 4 bytes)
+    tight = seg_session.dissect("layer3", n=64, batch_size=8, cache=False, exact_mb=0.01)
+    assert tight.threshold_method == "sketch"
+    roomy = seg_session.dissect("layer3", n=64, batch_size=8, cache=False, exact_mb=0.011)
+    assert roomy.threshold_method == "exact"
+
+
+def test_threshold_on_upsampled_maps(seg_session):
+    seeds = list(range(32))
+    raw = seg_session.dissect("layer2", n=32, batch_size=8, cache=False)
+    up = seg_session.dissect("layer2", n=32, batch_size=8, cache=False, threshold_on="upsampled")
+    assert (raw.threshold_on, up.threshold_on) == ("raw", "upsampled")
+    acts = seg_session.activations("layer2", seeds)  # (32, 16, 8, 8); images are 16x16
+    maps = torch.nn.functional.interpolate(acts, size=(16, 16), mode="bilinear")
+    assert torch.equal(up.thresholds, torch.quantile(_flat(maps).double(), 0.99, dim=1).float())
+    assert torch.equal(raw.thresholds, torch.quantile(_flat(acts).double(), 0.99, dim=1).float())
+    assert not torch.equal(up.thresholds, raw.thresholds)
+    torch.testing.assert_close(up.iou, _reference_iou(seg_session, "layer2", seeds, up.thresholds))
+    with pytest.raises(ValueError, match="threshold_on must be one of 'raw', 'upsampled'"):
+        seg_session.dissect("layer2", n=8, cache=False, threshold_on="bilinear")
