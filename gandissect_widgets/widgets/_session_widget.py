@@ -27,7 +27,7 @@ from ._validate import InvalidValue
 __all__ = ["SessionWidget", "closes_on_failure", "parse_units", "touch", "busy_for"]
 
 SETTLE_S = 0.3  # a drag has settled after this long without a new value
-MAX_DEFER_S = 5.0  # a redraw waits at most this long for others to settle
+MAX_DEFER_S = 10.0  # a redraw waits at most this long for others to settle
 
 _activity: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # session -> (widget, t)
 _activity_lock = threading.Lock()

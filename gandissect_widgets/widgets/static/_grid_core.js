@@ -120,8 +120,14 @@ class GridView {
     this.el.setAttribute("aria-busy", "true");
     const decoded = await Promise.all(images.map((d) => decode(d, shape, encoding)));
     if (token !== this.loading) return;  // a newer load started: it wins
+    const same = this.bitmaps.length === decoded.length && this.laidOut === this.layoutKey()
+      && decoded.every((b, i) => b.width === this.bitmaps[i].width && b.height === this.bitmaps[i].height);
     this.bitmaps = decoded;
-    this.layout();
+    if (same) {  // same cells: draw into the canvases there are (no DOM churn mid-drag)
+      this.cells.querySelectorAll("canvas").forEach((c) => this.drawCell(c, +c.dataset.index));
+    } else {
+      this.layout();
+    }
     this.el.removeAttribute("aria-busy");
     this.rendered();
   }
@@ -180,7 +186,13 @@ class GridView {
     return text;
   }
 
+  layoutKey() {
+    const { size = 128, captions = [], columns = 8 } = this.spec;
+    return JSON.stringify([size, columns, captions, window.devicePixelRatio || 1]);
+  }
+
   layout() {
+    this.laidOut = this.layoutKey();
     const { size = 128, captions = [], columns = 8 } = this.spec;
     const dpr = window.devicePixelRatio || 1;
     const cols = Math.min(columns, Math.max(this.bitmaps.length, 1));

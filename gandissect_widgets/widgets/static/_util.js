@@ -54,17 +54,21 @@ function act(model, name, args = {}) {
   model.save_changes();
 }
 
-// Set a trait from a continuous control (slider drag) at most once per animation frame; the
-// newest value wins, and every value set reaches Python.
+// Set a trait from a continuous control (slider drag): the first value goes at once, later
+// ones at most once per animation frame; the newest value wins, and it always arrives.
 function throttled(model, trait) {
-  let frame = 0, value;
+  let frame = 0, value, last = -Infinity;
+  const flush = () => {
+    frame = 0;
+    last = performance.now();
+    model.set(trait, value);
+    model.save_changes();
+  };
   return (v) => {
     value = v;
-    frame ||= requestAnimationFrame(() => {
-      frame = 0;
-      model.set(trait, value);
-      model.save_changes();
-    });
+    if (frame) return;
+    if (performance.now() - last >= 16) flush();
+    else frame = requestAnimationFrame(flush);
   };
 }
 
