@@ -208,9 +208,9 @@ gw.ImageGrid(session.generate(shown), heatmaps=np.stack(masks).astype(float), op
 edit = session.rewrite(rule["layer"], **req)
 print(edit, f"· final loss {edit.losses[-1]:.3f} · {edit.seconds:.1f} s")
 """),
-        md("Samples that nobody painted, before and after the edit:"),
+        md("Samples that nobody painted, before and after the edit: the rule was picked among seeds 0-199, these come from 1000 on."),
         code("""
-seeds = list(range(100, 108))
+seeds = list(range(1000, 1008))
 with session.excluding(edit):
     original = session.generate(seeds)
 changed = session.generate(seeds)
@@ -218,12 +218,16 @@ gw.ImageGrid(np.concatenate([original, changed]), columns=8, size=80,
              captions=["original"] * 8 + ["rewritten"] * 8)
 """),
         code("""
-scores = gw.rewrite_eval(session, edit, rule["source_concept"], rule["target_concept"], n=100)
+UNSEEN = range(1000, 1100)   # the rule's copy, paste and context samples all come from seeds 0-199
+scores = gw.rewrite_eval(session, edit, rule["source_concept"], rule["target_concept"], seeds=UNSEEN)
+print(f"{scores['with_source']} of {scores['n']} unseen samples show a {rule['source_concept']}")
 print(f"success {scores['success']:.0%}: {rule['source_concept']} pixels that became {rule['target_concept']}")
 print(f"mean pixel change on samples without any {rule['source_concept']}: {scores['change_without_source']:.1%}")
 """),
         code("""
-# check: the rule generalises to unpainted samples and leaves the rest of the world alone
+# check: the rule generalises to samples it never saw and leaves the rest of the world alone
+assert not set(UNSEEN) & {copy_seed, paste_seed, *context_seeds} and min(UNSEEN) >= 200
+assert scores["n"] == 100 and scores["with_source"] >= 20
 assert scores["success"] > 0.5
 assert scores["change_without_source"] < 0.02
 """),
@@ -294,21 +298,22 @@ drops = {}
 for name in session.classes:
     units = session.class_units(LAYER, name, n=200)[:20]     # ranked on seeds 0-199
     change = session.ablation_accuracy(LAYER, units, seeds=HELD_OUT)
-    drops[name] = (change.drop(name), change.others_drop(name))
+    drops[name] = (change.before[name] - change.after[name], change.others_drop(name))  # in points
     print(f"{name:<10s} accuracy {change.before[name]:.0%} -> {change.after[name]:.0%};"
           f" other classes {-100 * change.others_drop(name):+.1f} points")
 """),
         code("""
 fig, ax = plt.subplots(figsize=(6, 3))
 x = np.arange(len(drops))
-ax.bar(x - 0.2, [100 * d[0] for d in drops.values()], 0.4, label="the class itself (% of its accuracy)")
-ax.bar(x + 0.2, [100 * d[1] for d in drops.values()], 0.4, label="other classes (points)")
-ax.set_xticks(x, list(drops)); ax.set_ylabel("accuracy drop"); ax.legend(fontsize=8)
+ax.bar(x - 0.2, [100 * d[0] for d in drops.values()], 0.4, label="the class itself")
+ax.bar(x + 0.2, [100 * d[1] for d in drops.values()], 0.4, label="other classes (mean)")
+ax.set_xticks(x, list(drops)); ax.set_ylabel("accuracy drop (points)"); ax.legend(fontsize=8)
 """),
         code("""
-# check: each class's own top units hurt it far more than they hurt the others
+# check: each class's own top units cost it at least half its accuracy (in points), and at least
+# 40 points more than they cost the other classes on average (~60 held-out scenes per class)
 for name, (own, others) in drops.items():
-    assert own > 2 * others, (name, own, others)
+    assert own >= 0.5 and own - others >= 0.4, (name, own, others)
 """),
     ]
 
