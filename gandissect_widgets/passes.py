@@ -96,7 +96,7 @@ def concept_source(session, segmenter=None):
 
 def acts_and_images(session, state, layer, seeds, images=True):
     """One uncached forward of ``seeds`` at ``state``: (activations, uint8 images or None)."""
-    out, seen = session.run(session.inputs(seeds), retain=[layer], state=state)
+    out, seen = session.forward(seeds, state, retain=[layer])
     acts = seen[layer].float()
     if not images:
         return acts, None
