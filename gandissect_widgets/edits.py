@@ -251,6 +251,12 @@ class EditStack:
     def active(self) -> list[Edit]:
         return list(self.state.edits)
 
+    def copy(self) -> EditStack:
+        """A stack with the same state and redo list (to try a change on)."""
+        other = EditStack()
+        other.state, other.undone = self.state, list(self.undone)
+        return other
+
     def _refuse_active(self, edit: Edit) -> None:
         if edit in self.state.edits:
             raise ValueError(f"{edit!r} is already active; an edit can be on the stack only once")

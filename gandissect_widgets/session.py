@@ -422,19 +422,17 @@ class Session:
         return edit
 
     def _change(self, how: Callable[[EditStack], Edit | None], kind: str = "edits"):
-        """Change the stack with ``how(stack) -> edit involved`` under the lock, put the
-        weights in step, then tell observers (outside the lock). Nothing changes on error."""
+        """Try ``how(stack) -> edit involved`` on a copy of the stack under the lock, put the
+        weights in step, then publish the copy and tell observers (outside the lock). Other
+        threads never see a state that failed; nothing changes on error."""
         with self.lock:
-            before, undone = self.stack.state, list(self.stack.undone)
-            try:
-                edit = how(self.stack)
-                self.runner.set_live(self.stack.state)
-            except BaseException:
-                self.stack.state, self.stack.undone = before, undone
-                raise
-            after = self.stack.state
-        if after.key != before.key:
-            weights = any(e.changes_weights for e in set(before.edits) ^ set(after.edits))
+            before = self.stack.state
+            trial = self.stack.copy()
+            edit = how(trial)
+            self.runner.set_live(trial.state)  # restores the weights itself when it fails
+            self.stack = trial
+        if trial.state.key != before.key:
+            weights = any(e.changes_weights for e in set(before.edits) ^ set(trial.state.edits))
             self._emit(SessionEvent("weights" if weights else kind, edit))
         return edit
 
@@ -444,7 +442,7 @@ class Session:
         def how(stack):
             before = stack.state
             stack.push(edit)  # refuses an edit already active
-            self.check_edit(edit, before)
+            self.check_edit(edit, before)  # on a trial copy: nobody sees it before it passes
             return edit
 
         return self._change(how)

@@ -8,9 +8,9 @@ list and every refusal; after every step the Session is compared with a FRESH Se
 cache) onto which the active edits are replayed: images and activations bit-exact, and every
 parameter of the model equal to the replay's (and to the pristine weights plus the deltas).
 
-Activations are compared to 1e-6: on the CPU a conv's last bits depend on the batch a row was
-computed in, and the cache computes only the missing rows (see
-``test_cached_rows_do_not_depend_on_batch_composition``). Images are compared bit-exactly.
+A batch of one takes other CPU kernels than larger batches; the Runner runs it as two rows, so
+a row's bits do not depend on the batch it was computed in
+(``test_cached_rows_do_not_depend_on_batch_composition``).
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def _fresh(cache_mb: float = 0) -> Session:
 
 
 def _close(got: torch.Tensor, expected: torch.Tensor) -> None:
-    """Equal up to the float rounding a different batch composition gives (about 3e-8)."""
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    """Bit-identical."""
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
 def _params(model) -> dict[str, torch.Tensor]:
@@ -498,12 +498,6 @@ EditStackMachine.TestCase.settings = settings(
 test_edit_stack_state_machine = EditStackMachine.TestCase
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Runner.fetch computes only the rows missing from the cache, and on the CPU a conv's "
-    "last bits depend on the batch size, so a cached layer's rows differ by ~3e-8 with what "
-    "was cached before (images, rounded to uint8, have not been seen to differ)",
-)
 def test_cached_rows_do_not_depend_on_batch_composition():
     cached = _fresh(cache_mb=4)
     cached.activations("layer3", [5])  # row 5 computed alone, row 0 later alone too
