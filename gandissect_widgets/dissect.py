@@ -330,6 +330,7 @@ def dissect(
         "model": fp,
         "layer": layer,
         "seeds": [seeds[0], seeds[-1], len(seeds), hash(tuple(seeds)) & 0xFFFFFFFF],
+        "photos": session.sources.digest(seeds),
         "quantile": quantile,
         "k": k,
         "concepts": concepts,

@@ -366,6 +366,16 @@ class Session:
 
         return export(self, path, **kwargs)
 
+    def invert(self, images, **kwargs):
+        """Invert pictures (uint8 (H, W, 3) or a batch) into the generator; returns sample ids
+        that every call and widget takes like seeds. See :func:`photos.invert_photos`.
+
+        >>> ids = s.invert(pictures); s.ablate("layer6", trees); s.generate(ids)  # doctest: +SKIP
+        """
+        from .photos import invert_photos
+
+        return invert_photos(self, images, **kwargs)
+
     def context_matches(self, layer: str, context, n: int = 64, **kwargs):
         """Samples ranked by how strongly a rule's context matches; see
         :func:`gandissect_widgets.rewrite.context_matches`."""

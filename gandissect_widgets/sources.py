@@ -15,6 +15,7 @@ torch.Size([2, 4])
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -67,6 +68,15 @@ class Sources:
             raise ValueError("this Session wraps a classifier: it has no latents")
         z = [self._latent(s) for s in seeds]
         return torch.stack(z) if z else torch.zeros(0, self.z_dim)
+
+    def digest(self, seeds) -> str:
+        """Identifies the photos among ``seeds`` by content ("" when there are none): photo ids
+        are per Session, so results kept on disk must name what the ids stood for."""
+        h = hashlib.sha256()
+        for s in sorted({s for s in seeds if s >= PHOTO_BASE}):
+            z, layer, residual = self.photos[s]
+            h.update(f"{s}:{layer}:".encode() + z.numpy().tobytes() + residual.numpy().tobytes())
+        return h.hexdigest()[:16] if any(s >= PHOTO_BASE for s in seeds) else ""
 
     def adapters(self, seeds) -> dict:
         """layer -> [function adding the photos' residuals to their rows] for a batch of

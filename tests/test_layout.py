@@ -16,12 +16,15 @@ PACKAGE = "gandissect_widgets"
 
 LEAVES = ["checks", "render", "stats", "cache", "jobs", "hooks", "edits", "arena", "events"]
 LEAVES += ["sources"]
+ANALYSES = ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos"]
 RANKS = {
     **dict.fromkeys(LEAVES, 0),
     "runner": 1,
     "passes": 2,
     "zoo": 2,
-    **dict.fromkeys(["dissect", "effects", "rewrite", "distributed", "export", "invert"], 3),
+    **dict.fromkeys(
+        ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos"], 3
+    ),
     "session": 4,
     **dict.fromkeys(["widgets", "report", "cli"], 5),
     "__init__": 6,

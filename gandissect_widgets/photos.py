@@ -1,0 +1,76 @@
+"""Photos as samples: invert pictures into a Session's generator and register them.
+
+The fit (:mod:`gandissect_widgets.invert`) runs on a private copy of the unedited generator, so
+the Session keeps answering meanwhile; each photo then gets a sample id (from ``2**62`` on) that
+``generate``, ``activations``, ``dissect``, ``ablate``, ``rewrite`` and the widgets take like a
+seed.
+
+>>> ids = session.invert(pictures)                        # doctest: +SKIP
+>>> session.generate(ids)                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .edits import State
+from .invert import DEFAULTS, fit_photo
+from .jobs import Job
+
+__all__ = ["invert_photos"]
+
+
+def _pictures(images) -> list:
+    """One uint8 (H, W, 3) picture, a batch (N, H, W, 3), or a list of pictures -> a list."""
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(
+            f"images must be a uint8 array (H, W, 3) or (N, H, W, 3), or a list of them; "
+            f"got {type(images).__name__}"
+        )
+    return [arr] if arr.ndim == 3 else list(arr)
+
+
+def invert_photos(session, images, *, background=False, progress=True, **kwargs):
+    """Invert ``images`` into ``session``'s generator; returns their sample ids (a list), or a
+    :class:`~gandissect_widgets.jobs.Job` with ``background=True`` (progress, cancel).
+
+    ``kwargs`` go to :func:`~gandissect_widgets.invert.fit_photo` (``layer``, ``steps``, ...).
+    """
+    if session.kind != "generator":
+        raise ValueError("photos are inverted into a generator; this Session is a classifier")
+    pictures = _pictures(images)
+    if not pictures:
+        raise ValueError("images is empty; give at least one picture")
+    layer = session.check_layer(kwargs.pop("layer", DEFAULTS["layer"]))
+    steps = kwargs.get("steps", DEFAULTS["steps"])
+    with session.weights_at(State()) as model:  # a private copy of the unedited generator
+        model = copy.deepcopy(model)
+    for m in model.modules():
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
+    total = len(pictures) * int(steps) if isinstance(steps, int) else None
+
+    def work(job=None):
+        bar = tqdm(total=total, desc="invert", disable=not progress, leave=False)
+
+        def step(*_):
+            bar.update()
+            if job is not None:
+                job.step()  # raises Cancelled once cancel() was asked
+
+        try:
+            photos = [fit_photo(model, p, layer=layer, progress=step, **kwargs) for p in pictures]
+        finally:
+            bar.close()
+        return [session.sources.add_photo(p.z, p.layer, p.residual) for p in photos]
+
+    if background:
+        return Job(work, total=total, name="invert")
+    return work()
