@@ -231,3 +231,24 @@ def test_canvas_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call(canvas)
     assert canvas.get_state() == before
+
+
+# ---------------------------------------------------------------- Snapshot highlight
+
+
+def test_snapshot_groups_with_a_threshold_carry_its_level(gen_session):
+    from gandissect_widgets.widgets import Snapshot
+    from gandissect_widgets.widgets.snapshot import snapshot_units
+
+    snap = Snapshot()
+    heat = np.array([[[0.0, 2.0]], [[1.0, 4.0]]])
+    snap.add_page("p", [("g", _images(2, 1, 2), heat, None, 3.0)])
+    assert snap.pages[0]["groups"][0]["level"] == pytest.approx(3 / 4 * 255)
+    snap.add_page("q", [("g", _images(2, 1, 2), heat)])
+    assert snap.pages[1]["groups"][0]["level"] is None and snap.heat_mode == "highlight"
+    units = snapshot_units(gen_session, "layer2", [3], seeds=[0, 1])
+    high = float(gen_session.unit_levels("layer2")["high"][3])
+    acts = gen_session.activations("layer2", [0, 1])[:, 3]
+    lo, hi = float(acts.min()), float(acts.max())
+    level = units.pages[0]["groups"][0]["level"]
+    assert level == pytest.approx((high - lo) / (hi - lo) * 255)

@@ -23,6 +23,7 @@ import torch
 import traitlets as t
 
 from .. import checks, render
+from ._bundle import esm
 from ._owner import Owner
 
 __all__ = [
@@ -72,7 +73,7 @@ class Snapshot(Owner, anywidget.AnyWidget):
     (2, 1)
     """
 
-    _esm = _STATIC / "snapshot.js"
+    _esm = esm("snapshot.js")  # with the grid's highlight drawing
     _css = _STATIC / "snapshot.css"
 
     title = t.Unicode("").tag(sync=True)
@@ -82,6 +83,7 @@ class Snapshot(Owner, anywidget.AnyWidget):
     columns = t.Int(8).tag(sync=True)
     opacity = t.Float(0.55).tag(sync=True)
     show_heat = t.Bool(True).tag(sync=True)
+    heat_mode = t.Unicode("highlight").tag(sync=True)  # where a group has a threshold
     _images = t.List(t.Bytes()).tag(sync=True)
     _heats = t.List(t.Bytes()).tag(sync=True)
     _lut = t.Bytes(b"").tag(sync=True)
@@ -110,28 +112,32 @@ class Snapshot(Owner, anywidget.AnyWidget):
         ``(title, images, heatmaps)`` or ``(title, images, heatmaps, captions)``.
 
         Images are uint8 (N, H, W, 3) (or float (N, 3, H, W) in [-1, 1]); heatmaps float
-        (N, h, w), coloured over the shared range of the group; ``info`` is plain text.
+        (N, h, w), coloured over the shared range of the group, or, given a ``threshold``,
+        drawn as GAN Dissection does (above it bright inside an outline, the rest dimmed);
+        ``info`` is plain text.
 
         >>> Snapshot().add_page("p", [("g", np.zeros((1, 4, 4, 3), np.uint8))])
         """
         out = []
         for group in groups:
-            if not isinstance(group, (tuple, list)) or not 2 <= len(group) <= 4:
+            if not isinstance(group, (tuple, list)) or not 2 <= len(group) <= 5:
                 raise TypeError(
-                    "each group must be (title, images), (title, images, heatmaps) or "
-                    f"(title, images, heatmaps, captions); got {type(group).__name__}"
+                    "each group must be (title, images), (title, images, heatmaps), "
+                    "(title, images, heatmaps, captions) or (..., captions, threshold); "
+                    f"got {type(group).__name__}"
                 )
             out.append(self._group(*group))
         with self.hold_sync():
             self.pages = [*self.pages, {"label": str(label), "info": str(info), "groups": out}]
 
-    def _group(self, title, images, heatmaps=None, captions=None) -> dict:
+    def _group(self, title, images, heatmaps=None, captions=None, threshold=None) -> dict:
         imgs = _as_uint8(images, "images")
         caps = [str(c) for c in captions] if captions is not None else [""] * len(imgs)
         if len(caps) != len(imgs):
             raise ValueError(f"got {len(caps)} captions for {len(imgs)} images; need one each")
         heats = [-1] * len(imgs)
         shape = [0, 0]
+        level = None
         if heatmaps is not None:
             heat = np.asarray(torch.as_tensor(heatmaps).detach().float().cpu())
             if heat.ndim != 3 or len(heat) != len(imgs):
@@ -144,11 +150,13 @@ class Snapshot(Owner, anywidget.AnyWidget):
             lo, hi = float(heat.min()), float(heat.max())
             heats = [self._heat(plane, lo, hi) for plane in heat]
             shape = list(heat.shape[1:])
+            if threshold is not None:  # on the group's 0-255 scale, as the view compares
+                level = (float(threshold) - lo) / max(hi - lo, 1e-12) * 255
         items = [
             {"image": self._image(im), "heat": h, "caption": c}
             for im, h, c in zip(imgs, heats, caps)
         ]
-        return {"title": str(title), "heat_shape": shape, "items": items}
+        return {"title": str(title), "heat_shape": shape, "level": level, "items": items}
 
     @t.validate("page")
     def _check_page(self, proposal) -> int:
@@ -244,16 +252,19 @@ def snapshot_units(
     images = session.generate(seeds)
     acts = session.activations(layer, seeds)
     snap = Snapshot(title=f"{layer}: {len(units)} units", size=size, columns=columns)
+    levels = session.unit_levels(layer)["high"]
     for u in units:
         tops = _top_seeds(session, layer, u, dissection, top)
         label, info = _unit_label(u, dissection)
+        thr = float(dissection.thresholds[u] if dissection is not None else levels[u])
         groups = [
-            ("samples", images, acts[:, u]),
+            ("samples", images, acts[:, u], None, thr),
             (
                 "top-activating",
                 session.generate(tops),
                 session.activations(layer, tops)[:, u],
                 [f"#{s}" for s in tops],
+                thr,
             ),
         ]
         snap.add_page(label, groups, info=info)

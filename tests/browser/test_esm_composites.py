@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gandissect_widgets import render
-from gandissect_widgets.widgets import AblationPanel, RuleEditor, UnitBrowser
+from gandissect_widgets.widgets import AblationPanel, RuleEditor, Snapshot, UnitBrowser
 
 from .conftest import WidgetView, _to_wire
 
@@ -159,3 +159,23 @@ def test_composites_wrap_instead_of_overflowing(view, page, gen_session, width):
         )
         assert root[0] <= root[1], (type(widget).__name__, root)
         assert not over, (type(widget).__name__, over)
+
+
+def test_saved_unit_pages_draw_the_same_highlight(mount):
+    """Snapshot pages (what save_html keeps of a UnitBrowser) draw render.highlight too."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(40, 255, (2, 16, 16, 3), dtype=np.uint8)
+    heat = rng.random((2, 4, 4)) * 4
+    snap = Snapshot(size=16)
+    snap.add_page("u", [("samples", images, heat, None, 2.0)])
+    v = mount(snap)
+    group = snap.pages[0]["groups"][0]
+    lo, hi = float(heat.min()), float(heat.max())
+    shown_heat = lo + np.frombuffer(b"".join(snap._heats), np.uint8).reshape(2, 4, 4) / 255 * (
+        hi - lo
+    )
+    expected = render.highlight(images, shown_heat, lo + group["level"] / 255 * (hi - lo))
+    for i in range(2):
+        shown = v.pixels(".gw-snap-cell canvas", i)[..., :3]
+        differ = np.abs(shown.astype(int) - expected[i].astype(int)).max(-1) > 2
+        assert differ.mean() < 0.03, f"image {i}: {differ.sum()} pixels differ"

@@ -79,14 +79,22 @@ function render({ model, el }) {
     head.replaceChildren(...parts);
   }
 
-  async function drawCell(canvas, item, hw) {
+  async function drawCell(canvas, item, group) {
     const img = await bitmap(item.image);
     const W = canvas.width, H = canvas.height, ctx = canvas.getContext("2d");
     ctx.globalAlpha = 1;
     ctx.imageSmoothingEnabled = W < img.width;
     ctx.drawImage(img, 0, 0, W, H);
     if (item.heat < 0 || !model.get("show_heat")) return;
-    const [h, w] = hw;
+    const [h, w] = group.heat_shape;
+    if (group.level !== undefined && group.level !== null && model.get("heat_mode") === "highlight") {
+      // GAN Dissection's picture, as the live widgets draw it (_grid_core.js)
+      const q = upsample(bytes(model.get("_heats")[item.heat]), h, w, W, H);
+      const off = new OffscreenCanvas(W, H);
+      off.getContext("2d").putImageData(highlightLayer(q, W, H, group.level), 0, 0);
+      ctx.drawImage(off, 0, 0);
+      return;
+    }
     const heat = heatCanvas(bytes(model.get("_heats")[item.heat]), h, w, bytes(model.get("_lut")));
     ctx.globalAlpha = model.get("opacity");
     ctx.imageSmoothingEnabled = true;
@@ -108,19 +116,23 @@ function render({ model, el }) {
       const box = node("div", "gw-snap-group");
       if (g.title) box.append(node("div", "gw-snap-group-title", g.title));
       const cells = node("div", "gw-snap-cells");
-      cells.style.gridTemplateColumns = `repeat(${Math.min(model.get("columns"), g.items.length || 1)}, ${size}px)`;
+      const cols = Math.min(model.get("columns"), g.items.length || 1);
+      // columns of `size` px that wrap (and shrink) in a narrower page, never overflow it
+      cells.style.gridTemplateColumns = `repeat(auto-fill, minmax(min(${size}px, 100%), ${size}px))`;
+      cells.style.maxWidth = `calc(${cols} * ${size}px + ${cols - 1} * 4px)`;
       for (const item of g.items) {
         const figure = node("figure", "gw-snap-cell");
         const canvas = node("canvas");
         canvas.width = canvas.height = Math.round(size * dpr);
-        canvas.style.width = canvas.style.height = `${size}px`;
+        canvas.style.width = "100%";
+        canvas.style.height = "auto";
         figure.append(canvas);
         if (item.caption) figure.append(node("figcaption", "", item.caption));
         cells.append(figure);
         jobs.push(bitmap(item.image).then((img) => {
           canvas.height = Math.round((size * dpr * img.height) / img.width);
-          canvas.style.height = `${Math.round((size * img.height) / img.width)}px`;
-          return drawCell(canvas, item, g.heat_shape);
+          canvas.style.aspectRatio = `${img.width} / ${img.height}`;
+          return drawCell(canvas, item, g);
         }));
       }
       box.append(cells);
@@ -142,7 +154,7 @@ function render({ model, el }) {
   const handlers = {
     "change:page": draw, "change:pages": draw, "change:show_heat": draw, "change:opacity": draw,
     "change:size": draw, "change:columns": draw, "change:title": header, "change:_images": reload,
-    "change:_heats": draw, "change:_lut": draw,
+    "change:_heats": draw, "change:_lut": draw, "change:heat_mode": draw,
   };
   for (const [event, fn] of Object.entries(handlers)) model.on(event, fn);
   draw();
