@@ -12,14 +12,15 @@ function h(tag, className, props = {}, children = []) {
   return node;
 }
 
-// True when no kernel stands behind the model: a saved page (the HTML widget manager has no
-// kernel) or a notebook whose kernel is gone. Kernel-backed managers (JupyterLab, Notebook 7,
-// VS Code) expose `kernel`; marimo's manager exposes only get_model and is always live.
+// True when no kernel stands behind the model: a saved page (the HTML widget manager, which
+// nbconvert and save_html pages use, has a `loader` and no kernel) or a notebook whose kernel
+// is gone (JupyterLab, Notebook 7 and VS Code managers expose `kernel`). Other managers
+// (marimo's, Colab's) count as live.
 function isSaved(model) {
   const wm = model.widget_manager;
-  if (!wm || typeof wm.get_model !== "function") return false;
-  const ipywidgetsManager = typeof wm.create_view === "function";
-  return ipywidgetsManager && !wm.kernel;
+  if (!wm) return false;
+  if ("kernel" in wm) return !wm.kernel;
+  return "loader" in wm;
 }
 
 // A view of `model` whose trait names are mapped: sub-views written for a standalone widget
