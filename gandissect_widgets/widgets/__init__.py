@@ -1,8 +1,11 @@
 """Notebook widgets.
 
-Base widgets with their own front-end (anywidget): :class:`ImageGrid`, :class:`PaintCanvas`,
-:class:`Snapshot` (saved, kernel-free views for reports). Session widgets composed from them:
-:class:`UnitBrowser`, :class:`AblationPanel`, :class:`RuleEditor`.
+Every widget is one anywidget: one Python class, one ES module (shared parts bundled in, see
+``_bundle.py``), its whole state in synced traits, so it runs in JupyterLab, Notebook 7,
+VS Code, Colab and marimo, and a saved page replays it. Base widgets: :class:`ImageGrid`,
+:class:`PaintCanvas`, :class:`Snapshot` (saved, kernel-free views for reports). Session
+widgets: :class:`UnitBrowser`, :class:`AblationPanel` (previews until Apply),
+:class:`RuleEditor`.
 
 >>> from gandissect_widgets.widgets import ImageGrid, PaintCanvas, UnitBrowser, AblationPanel
 """
