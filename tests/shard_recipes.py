@@ -10,9 +10,13 @@ import torch
 from conftest import ThresholdSegmenter, TinyGenerator
 
 
+def _distinct(z) -> bool:
+    return z.shape[0] > 1 and not bool((z == z[:1]).all())
+
+
 class GatedTinyGenerator(TinyGenerator):
-    """The tiny generator whose batches (more than one sample: not the Session's one-sample
-    probe) first announce themselves in ``folder`` with a file ``started-<pid>`` and then wait
+    """The tiny generator whose batches of distinct samples (not the Session's probe, which runs
+    one sample as two identical rows) first announce themselves in ``folder`` with a file ``started-<pid>`` and then wait
     until a file ``release`` appears there: a test can kill a worker that is inside a shard."""
 
     def __init__(self, folder: str):
@@ -20,7 +24,7 @@ class GatedTinyGenerator(TinyGenerator):
         self.folder = Path(folder)
 
     def forward(self, z):
-        if z.shape[0] > 1:
+        if _distinct(z):
             (self.folder / f"started-{os.getpid()}").touch()
             deadline = time.monotonic() + 300
             while not (self.folder / "release").exists():
@@ -31,11 +35,11 @@ class GatedTinyGenerator(TinyGenerator):
 
 
 class FailingTinyGenerator(TinyGenerator):
-    """The tiny generator with a bug: any batch of more than one sample raises RuntimeError
-    (the Session's one-sample probe passes, so the Session can be built)."""
+    """The tiny generator with a bug: any batch of distinct samples raises RuntimeError
+    (the Session's probe, one sample as two identical rows, passes: the Session can be built)."""
 
     def forward(self, z):
-        if z.shape[0] > 1:
+        if _distinct(z):
             raise RuntimeError("bug in the model: batches of more than one sample fail")
         return super().forward(z)
 
