@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ResultCache", "default_dir", "weights_fingerprint"]
+__all__ = ["ResultCache", "default_dir", "weights_fingerprint", "unwritable"]
 
 # The layout ``save`` writes: the arrays plus ``__key__`` (the key as JSON) and ``__format__``.
 # Files of any other format (or none: written before the field existed) are recomputed.
@@ -59,6 +59,26 @@ def weights_fingerprint(model, skip=()) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def unwritable(folder) -> str | None:
+    """Why ``folder`` cannot be created or written to, or None when it can (it is created, and
+    a probe file is written there and removed).
+
+    >>> unwritable(tempfile.mkdtemp()) is None
+    True
+    """
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-", suffix=".tmp")
+        try:
+            os.write(fd, b"probe")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    return None
 
 
 def _key_text(key: dict) -> str:
@@ -113,20 +133,12 @@ class ResultCache:
         self._check_writable()
 
     def _check_writable(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".probe-", suffix=".tmp")
-            try:
-                os.write(fd, b"probe")
-            finally:
-                os.close(fd)
-                os.unlink(probe)
-        except OSError as err:
-            why = err.strerror or type(err).__name__
+        why = unwritable(self.root)
+        if why is not None:
             raise PermissionError(
                 f"cache folder '{self.root}' is not writable ({why}); pass cache=False or a "
                 "writable folder, or set GANDISSECT_CACHE"
-            ) from err
+            )
 
     @classmethod
     def resolve(cls, cache) -> ResultCache | None:

@@ -15,14 +15,13 @@ import base64
 import html
 import io
 import json
-import os
 import pathlib
 import re
-import tempfile
 
 import numpy as np
 
 from . import render
+from .cache import unwritable
 
 __all__ = ["check_out_path", "save_html", "to_html", "unit_table"]
 
@@ -247,16 +246,11 @@ def check_out_path(path) -> pathlib.Path:
     if path.is_dir():
         raise IsADirectoryError(f"report path '{path}' is a folder; name an .html file in it")
     folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        why = err.strerror or type(err).__name__
+    why = unwritable(folder)
+    if why is not None:
         raise PermissionError(
             f"cannot write the report '{path}': its folder '{folder}' is not writable ({why})"
-        ) from err
+        )
     if path.exists():
         try:
             open(path, "ab").close()  # appends nothing: the file stays as it is
