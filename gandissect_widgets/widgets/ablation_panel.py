@@ -19,6 +19,7 @@ import numpy as np
 import traitlets as t
 
 from ._bundle import css, esm
+from ._fallback import StaticFallback
 from ._grid import GridData
 from ._session_widget import SessionWidget, closes_on_failure, parse_units, touch
 from ._validate import InvalidValue, in_range
@@ -29,7 +30,7 @@ __all__ = ["AblationPanel"]
 _MODES = ("remove", "insert")
 
 
-class AblationPanel(SessionWidget, CanvasTraits):
+class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
     """Choose units (by concept, by number, or from a UnitBrowser), a strength 0-1, remove or
     insert (insert sets units to their high quantile, like GANPaint's draw), and an optional
     painted region; original and edited samples side by side.

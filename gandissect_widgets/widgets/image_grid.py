@@ -22,6 +22,7 @@ import numpy as np
 import traitlets as t
 
 from ._bundle import css, esm
+from ._fallback import StaticFallback
 from ._grid import dequantise, encode, image_stack, lut_bytes, quantise
 from ._owner import Owner, closes_on_failure
 from ._validate import InvalidValue, in_range
@@ -31,7 +32,7 @@ __all__ = ["ImageGrid"]
 HEAT_MODES = ("colormap", "highlight", "outline", "none")
 
 
-class ImageGrid(Owner, anywidget.AnyWidget):
+class ImageGrid(StaticFallback, Owner, anywidget.AnyWidget):
     """N images in a grid, each with an optional heatmap overlay and a caption.
 
     ``size`` is the displayed width of each image in CSS pixels; clicks report image pixels.

@@ -25,6 +25,7 @@ import traitlets as t
 
 from .. import render
 from ._bundle import css, esm
+from ._fallback import StaticFallback
 from ._owner import Owner, closes_on_failure
 from ._validate import InvalidValue, in_range
 
@@ -39,7 +40,7 @@ def _bytes_from_json(value, _widget) -> bytes:
     return bytes(value) if value is not None else b""
 
 
-class PaintCanvas(Owner, anywidget.AnyWidget):
+class PaintCanvas(StaticFallback, Owner, anywidget.AnyWidget):
     """Paint a binary mask over an image with a brush (mouse, pen or touch).
 
     ``brush`` is the brush diameter in image pixels; ``size`` the displayed width in CSS

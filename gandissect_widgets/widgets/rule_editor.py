@@ -25,6 +25,7 @@ import traitlets as t
 
 from .. import rewrite as rw
 from ._bundle import css, esm
+from ._fallback import StaticFallback
 from ._grid import GridData
 from ._session_widget import SessionWidget, closes_on_failure
 from ._validate import InvalidValue
@@ -33,7 +34,7 @@ from .paint_canvas import CanvasPart, CanvasTraits
 __all__ = ["RuleEditor"]
 
 
-class RuleEditor(SessionWidget, CanvasTraits):
+class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
     """Rewrite ``layer`` of a generator Session by copy, paste and context examples.
 
     ``editor.edit`` is the newest rewrite made here; ``editor.wait()`` waits for a running

@@ -24,6 +24,7 @@ import traitlets as t
 
 from .. import checks, render
 from ._bundle import esm
+from ._fallback import StaticFallback
 from ._owner import Owner
 
 __all__ = [
@@ -59,7 +60,7 @@ def _as_uint8(images, what: str) -> np.ndarray:
     return arr
 
 
-class Snapshot(Owner, anywidget.AnyWidget):
+class Snapshot(StaticFallback, Owner, anywidget.AnyWidget):
     """Pages of image groups, each image with an optional heatmap; the reader picks a page.
 
     Build it with :meth:`add_page` (or the ``snapshot_*`` functions). Identical images are

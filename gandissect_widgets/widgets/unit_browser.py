@@ -17,6 +17,7 @@ import torch
 import traitlets as t
 
 from ._bundle import css, esm
+from ._fallback import StaticFallback
 from ._grid import GridData
 from ._owner import Owner
 from ._session_widget import SessionWidget, closes_on_failure
@@ -42,7 +43,7 @@ class UnitList(Owner, anywidget.AnyWidget):
     rows = t.Int(14).tag(sync=True)
 
 
-class UnitBrowser(SessionWidget):
+class UnitBrowser(StaticFallback, SessionWidget):
     """A unit list (sortable by label/IoU when a Dissection exists, or by activation), the
     selected unit's heatmaps over the Session's samples, and its top-activating images.
 

@@ -1,0 +1,169 @@
+"""StaticFallback: a picture of what a widget shows, next to its live view, in its display bundle.
+
+A notebook saved with its outputs keeps each output's whole mime bundle. Where no widget manager
+runs (GitHub, nbviewer, ``jupyter nbconvert --to html``, PDF, a notebook opened before it is run
+again) the reader picks the richest type it knows, so a bundle with ``image/png`` and a small
+``text/html`` ``<img>`` shows a picture instead of ``<ImageGrid object at 0x...>``. A live
+frontend still renders the widget view: the mixin extends the bundle, it never replaces it.
+
+The picture is composed from what the widget already holds (the images and heatmaps of its
+grids, a canvas's image and mask, a snapshot's current page), drawn as the browser draws them
+(:func:`render.highlight` or :func:`render.overlay`), tiled with :func:`render.grid` and each
+image enlarged by an integer factor towards its display size.
+
+>>> import numpy as np, gandissect_widgets as gw
+>>> data, _meta = gw.ImageGrid(np.zeros((2, 8, 8, 3), np.uint8), size=16)._repr_mimebundle_()
+>>> sorted(k for k in data if "/" in k)[:3]
+['application/vnd.jupyter.widget-view+json', 'image/png', 'text/html']
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+
+from .. import render
+
+__all__ = ["StaticFallback", "fallback_picture"]
+
+MAX_WIDTH = 960  # px of the composed picture; images are enlarged only while it fits
+GAP = 8  # px of white between the blocks of a composite widget
+
+
+def _decode(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def _draw(images, heatmaps, *, mode, threshold, cmap, opacity, vmin, vmax) -> np.ndarray:
+    """Images with their heatmaps drawn the way the browser draws them."""
+    if heatmaps is None or len(images) == 0:
+        return images
+    if mode in ("highlight", "outline") and threshold is not None:
+        return render.highlight(images, heatmaps, threshold)
+    if mode == "outline":  # an outline without a level has nothing to draw
+        return images
+    return render.overlay(images, heatmaps, cmap=cmap, opacity=opacity, vmin=vmin, vmax=vmax)
+
+
+def _tile(images: np.ndarray, columns: int, size: int) -> np.ndarray:
+    """Tile uint8 (N, H, W, 3) images, each enlarged by an integer factor towards ``size``."""
+    n, h, w = images.shape[:3]
+    cols = max(1, min(columns, n))
+    scale = max(1, min(int(size) // max(w, 1), (MAX_WIDTH // cols) // max(w, 1)))
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    return render.grid(images, columns=cols)
+
+
+def _blocks(widget) -> list[np.ndarray]:
+    """The pictures a widget shows, top to bottom, each uint8 (H, W, 3)."""
+    from ._grid import GridData
+
+    cmap = getattr(widget, "cmap", "inferno")
+    opacity = float(getattr(widget, "opacity", 0.5))
+    if hasattr(widget, "_arrays") and hasattr(widget, "_heat_shape"):  # ImageGrid
+        images = widget._arrays
+        if len(images) == 0:
+            return []
+        drawn = _draw(
+            images,
+            widget.heatmaps,
+            mode=widget.heat_mode,
+            threshold=widget.threshold,
+            cmap=cmap,
+            opacity=opacity,
+            vmin=widget.vmin,
+            vmax=widget.vmax,
+        )
+        return [_tile(drawn, widget.columns, widget.size)]
+    grids = [g for g in vars(widget).values() if isinstance(g, GridData) and len(g)]
+    if grids:  # UnitBrowser, AblationPanel, RuleEditor: their grids in the order they were made
+        out = []
+        for g in grids:
+            drawn = _draw(
+                g.images,
+                g.heatmaps,
+                mode=g.mode or getattr(widget, "heat_mode", "colormap"),
+                threshold=g.threshold,
+                cmap=cmap,
+                opacity=opacity,
+                vmin=g.vmin,
+                vmax=g.vmax,
+            )
+            out.append(_tile(drawn, g.columns, g.size))
+        return out
+    if hasattr(widget, "pages") and hasattr(widget, "_images"):  # Snapshot: its current page
+        if not widget.pages:
+            return []
+        page = widget.pages[min(widget.page, len(widget.pages) - 1)]
+        out = []
+        for group in page["groups"]:
+            images = np.stack([_decode(widget._images[it["image"]]) for it in group["items"]])
+            if group["level"] is not None and all(it["heat"] >= 0 for it in group["items"]):
+                h, w = group["heat_shape"]
+                heat = np.stack(
+                    [
+                        np.frombuffer(widget._heats[it["heat"]], np.uint8).reshape(h, w)
+                        for it in group["items"]
+                    ]
+                ).astype(np.float32)
+                images = render.highlight(images, heat, group["level"])
+            out.append(_tile(images, widget.columns, widget.size))
+        return out
+    image = getattr(widget, "image", None)  # PaintCanvas
+    if isinstance(image, np.ndarray) and image.ndim == 3:
+        rgb = image[..., :3]
+        mask = getattr(widget, "mask", None)
+        if isinstance(mask, np.ndarray) and mask.shape == rgb.shape[:2] and mask.any():
+            rgb = render.overlay(rgb[None], mask[None].astype(np.float32), "viridis", 0.4, 0, 1)[0]
+        return [_tile(rgb[None], 1, int(getattr(widget, "size", rgb.shape[1])))]
+    return []
+
+
+def fallback_picture(widget) -> np.ndarray | None:
+    """One uint8 (H, W, 3) picture of what ``widget`` shows, or None when it shows no image."""
+    blocks = _blocks(widget)
+    if not blocks:
+        return None
+    width = max(b.shape[1] for b in blocks)
+    rows = []
+    for i, b in enumerate(blocks):
+        if i:
+            rows.append(np.full((GAP, width, 3), 255, np.uint8))
+        pad = np.full((b.shape[0], width - b.shape[1], 3), 255, np.uint8)
+        rows.append(np.concatenate([b, pad], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+class StaticFallback:
+    """Mixin (put it first in the bases): adds ``image/png`` and ``text/html`` to the widget's
+    display bundle, keeping the widget view and whatever else the base class returns."""
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
+        try:
+            wait = getattr(self, "wait", None)
+            if callable(wait):
+                wait()  # a background render: picture what the view will show
+            picture = fallback_picture(self)
+        except Exception:  # a fallback never breaks the live view
+            picture = None
+        if picture is None:
+            return bundle
+        png = render.png_bytes(picture)
+        b64 = base64.b64encode(png).decode("ascii")
+        data = dict(data)
+        data["image/png"] = b64
+        alt = html.escape(f"{type(self).__name__} (static picture; run the notebook to interact)")
+        data["text/html"] = f'<img src="data:image/png;base64,{b64}" alt="{alt}" title="{alt}"/>'
+        meta = dict(meta or {})
+        meta["image/png"] = {"width": int(picture.shape[1]), "height": int(picture.shape[0])}
+        return data, meta

@@ -1,0 +1,131 @@
+"""Every widget's display bundle carries a static picture of what it shows, next to its live view,
+so saved notebooks, GitHub, nbviewer and ``nbconvert --to html`` show images, not object reprs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import subprocess
+import sys
+
+import nbformat
+import numpy as np
+from PIL import Image
+
+import gandissect_widgets as gw
+from gandissect_widgets import render
+from gandissect_widgets.widgets.snapshot import snapshot_compare
+
+VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def bundle_png(widget) -> np.ndarray:
+    data, meta = widget._repr_mimebundle_()
+    assert VIEW in data and data[VIEW]["model_id"] == widget.model_id  # the live view stays
+    assert "text/plain" in data
+    png = base64.b64decode(data["image/png"])
+    picture = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert data["text/html"].startswith("<img ") and data["image/png"] in data["text/html"]
+    assert meta["image/png"]["width"] == picture.shape[1]
+    return picture
+
+
+def first_region(picture, image, pad=2) -> np.ndarray:
+    """The first tile of a grid picture (after render.grid's padding) at ``image``'s size."""
+    h, w = image.shape[:2]
+    scale = 1
+    while picture[pad + scale * h - 1, pad].tolist() != [255, 255, 255] and scale < 16:
+        # enlarged tiles: find the factor by matching the tile against the image
+        if np.array_equal(
+            picture[pad : pad + scale * h : scale, pad : pad + scale * w : scale], image
+        ):
+            break
+        scale += 1
+    return picture[pad : pad + scale * h : scale, pad : pad + scale * w : scale]
+
+
+def test_image_grid_picture_is_its_images():
+    imgs = np.random.default_rng(0).integers(0, 256, (5, 12, 12, 3), dtype=np.uint8)
+    grid = gw.ImageGrid(imgs, columns=3, size=36)
+    picture = bundle_png(grid)
+    np.testing.assert_array_equal(first_region(picture, imgs[0]), imgs[0])
+    assert picture.shape == render.grid(imgs.repeat(3, 1).repeat(3, 2), columns=3).shape
+
+
+def test_image_grid_picture_draws_heatmaps_like_the_browser():
+    imgs = np.full((2, 8, 8, 3), 200, np.uint8)
+    heat = np.zeros((2, 4, 4), np.float32)
+    heat[:, :2, :2] = 1
+    grid = gw.ImageGrid(imgs, heatmaps=heat, size=8)
+    grid.heat_mode, grid.threshold = "highlight", 0.5
+    expected = render.highlight(imgs, grid.heatmaps, 0.5)
+    np.testing.assert_array_equal(first_region(bundle_png(grid), expected[0]), expected[0])
+
+
+def test_session_widgets_picture_their_grids(seg_session):
+    s = seg_session
+    browser = gw.UnitBrowser(s, "layer2", seeds=range(4))
+    browser.wait()
+    g = browser.samples_grid
+    shown = (
+        render.highlight(g.images, g.heatmaps, g.threshold) if g.threshold is not None else g.images
+    )
+    np.testing.assert_array_equal(first_region(bundle_png(browser), shown[0]), shown[0])
+
+    panel = gw.AblationPanel(s, "layer2", units=[0, 1], seeds=range(4))
+    panel.wait()
+    picture = bundle_png(panel)
+    original = panel.original_grid.images
+    np.testing.assert_array_equal(first_region(picture, original[0]), original[0])
+    assert picture.shape[0] > 2 * original.shape[1]  # original and edited rows
+
+    editor = gw.RuleEditor(s, "layer2", seeds=range(4))
+    editor.wait()
+    gallery = editor.gallery_grid.images
+    np.testing.assert_array_equal(first_region(bundle_png(editor), gallery[0]), gallery[0])
+    for w in (browser, panel, editor):
+        w.close()
+
+
+def test_canvas_and_snapshot_pictures():
+    img = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    canvas = gw.PaintCanvas(img, size=16)
+    np.testing.assert_array_equal(first_region(bundle_png(canvas), img), img)
+
+    imgs = np.random.default_rng(2).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    snap = snapshot_compare(imgs, 255 - imgs, labels=("a", "b"))
+    np.testing.assert_array_equal(first_region(bundle_png(snap), imgs[0]), imgs[0])
+
+
+def test_empty_widget_keeps_the_plain_bundle():
+    data, _ = gw.ImageGrid()._repr_mimebundle_()
+    assert VIEW in data and "image/png" not in data
+
+
+NOTEBOOK = [
+    "import numpy as np, gandissect_widgets as gw",
+    "gw.ImageGrid(np.zeros((3, 8, 8, 3), np.uint8) + 90, size=16)",
+    "gw.PaintCanvas(np.full((16, 16, 3), 30, np.uint8), size=16)",
+]
+
+
+def test_nbconvert_html_shows_a_picture_per_widget(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in NOTEBOOK]
+    path = tmp_path / "w.ipynb"
+    nbformat.write(nb, path)
+    run = [sys.executable, "-m", "jupyter", "nbconvert"]
+    subprocess.run([*run, "--to", "notebook", "--execute", "--inplace", str(path)], check=True)
+    executed = nbformat.read(path, as_version=4)
+    outputs = [o for c in executed.cells for o in c.outputs if "data" in o]
+    assert len(outputs) == 2 and all("image/png" in o["data"] for o in outputs)
+    # as JupyterLab saves by default and notebooks/_build.py ships them: outputs, no widget state
+    # (with saved state nbconvert draws the live view, which needs a CDN: see `export`)
+    executed.metadata.pop("widgets", None)
+    nbformat.write(executed, path)
+    subprocess.run([*run, "--to", "html", str(path)], check=True)
+    page = (tmp_path / "w.html").read_text()
+    images = re.findall(r"<img [^>]*src=\"data:image/png;base64,", page)
+    assert len(images) == 2
+    assert "object at 0x" not in page
