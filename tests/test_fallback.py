@@ -15,6 +15,7 @@ from PIL import Image
 
 import gandissect_widgets as gw
 from gandissect_widgets import render
+from gandissect_widgets.widgets._fallback import PNG_BUDGET
 from gandissect_widgets.widgets.snapshot import snapshot_compare
 
 VIEW = "application/vnd.jupyter.widget-view+json"
@@ -26,23 +27,20 @@ def bundle_png(widget) -> np.ndarray:
     assert "text/plain" in data
     png = base64.b64decode(data["image/png"])
     picture = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    assert data["text/html"].startswith("<img ") and data["image/png"] in data["text/html"]
-    assert meta["image/png"]["width"] == picture.shape[1]
+    assert data["text/html"].startswith("<img ") and "data:image/jpeg;base64," in data["text/html"]
+    jpeg = re.search(r"data:image/jpeg;base64,([^\"]+)", data["text/html"]).group(1)
+    small = np.asarray(Image.open(io.BytesIO(base64.b64decode(jpeg))).convert("RGB"))
+    assert small.shape == picture.shape  # the same picture, lossy
+    assert np.abs(small.astype(int) - picture).mean() < 12
+    width = meta["image/png"]["width"]  # shown enlarged by an integer factor
+    assert width % picture.shape[1] == 0 and f'width="{width}"' in data["text/html"]
     return picture
 
 
 def first_region(picture, image, pad=2) -> np.ndarray:
-    """The first tile of a grid picture (after render.grid's padding) at ``image``'s size."""
+    """The first tile of a grid picture (after render.grid's padding), ``image``'s size."""
     h, w = image.shape[:2]
-    scale = 1
-    while picture[pad + scale * h - 1, pad].tolist() != [255, 255, 255] and scale < 16:
-        # enlarged tiles: find the factor by matching the tile against the image
-        if np.array_equal(
-            picture[pad : pad + scale * h : scale, pad : pad + scale * w : scale], image
-        ):
-            break
-        scale += 1
-    return picture[pad : pad + scale * h : scale, pad : pad + scale * w : scale]
+    return picture[pad : pad + h, pad : pad + w]
 
 
 def test_image_grid_picture_is_its_images():
@@ -50,7 +48,8 @@ def test_image_grid_picture_is_its_images():
     grid = gw.ImageGrid(imgs, columns=3, size=36)
     picture = bundle_png(grid)
     np.testing.assert_array_equal(first_region(picture, imgs[0]), imgs[0])
-    assert picture.shape == render.grid(imgs.repeat(3, 1).repeat(3, 2), columns=3).shape
+    assert picture.shape == render.grid(imgs, columns=3).shape
+    assert grid._repr_mimebundle_()[1]["image/png"]["width"] == 3 * picture.shape[1]
 
 
 def test_image_grid_picture_draws_heatmaps_like_the_browser():
@@ -98,6 +97,22 @@ def test_canvas_and_snapshot_pictures():
     np.testing.assert_array_equal(first_region(bundle_png(snap), imgs[0]), imgs[0])
 
 
+def test_large_pictures_stay_small_and_close():
+    imgs = np.random.default_rng(3).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
+    imgs = (imgs // 128 * 128 + 64).astype(np.uint8)  # 8 colours: a palette holds them exactly
+    data, _ = gw.ImageGrid(imgs, size=64)._repr_mimebundle_()
+    assert len(data["image/png"]) < 1.4 * PNG_BUDGET
+    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["image/png"]))).convert("RGB"))
+    np.testing.assert_array_equal(first_region(picture, imgs[0]), imgs[0])
+
+    s = gw.Session.from_zoo("hamlet")  # GAN samples: palette PNG, a few levels off on average
+    samples = s.generate(range(16))
+    data, _ = gw.ImageGrid(samples, size=64)._repr_mimebundle_()
+    assert len(data["image/png"]) < 1.4 * PNG_BUDGET
+    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["image/png"]))).convert("RGB"))
+    assert np.abs(first_region(picture, samples[0]).astype(int) - samples[0]).mean() < 6
+
+
 def test_empty_widget_keeps_the_plain_bundle():
     data, _ = gw.ImageGrid()._repr_mimebundle_()
     assert VIEW in data and "image/png" not in data
@@ -126,6 +141,6 @@ def test_nbconvert_html_shows_a_picture_per_widget(tmp_path):
     nbformat.write(executed, path)
     subprocess.run([*run, "--to", "html", str(path)], check=True)
     page = (tmp_path / "w.html").read_text()
-    images = re.findall(r"<img [^>]*src=\"data:image/png;base64,", page)
+    images = re.findall(r"<img [^>]*src=\"data:image/(?:png|jpeg);base64,", page)
     assert len(images) == 2
     assert "object at 0x" not in page
