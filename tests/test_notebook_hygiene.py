@@ -14,6 +14,7 @@ EXPECTED = [
     "03_rewriting",
     "04_classifier_dissection",
     "05_your_own_model",
+    "06_your_own_photo",
 ]
 MAX_OUTPUT_BYTES = 150_000
 MAX_NOTEBOOK_BYTES = 600_000
