@@ -2,6 +2,7 @@
 
     gandissect-widgets dissect --model hamlet --layer layer4 --samples 2000 --out report.html
     gandissect-widgets report --model hamlet --out out/hamlet_report.html
+    gandissect-widgets export lab.ipynb --out lab.html      # an executed notebook, offline
 
 >>> main(["dissect", "--model", "hamlet", "--samples", "200", "--out", "d.html"])  # doctest: +SKIP
 0
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="gandissect-widgets",
         description="Dissect a network and write self-contained HTML reports.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{dissect,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{dissect,report,export}")
     dissect = sub.add_parser("dissect", help="label every unit of a layer; write an HTML report")
     lab = sub.add_parser("report", help="write a lab report with saved, interactive widgets")
     for p, samples in ((dissect, 1000), (lab, 300)):
@@ -46,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     dissect.add_argument("--units", type=_positive, help="rows to show (default: every unit)")
     lab.add_argument("--units", type=_positive, default=12, help="units in the unit snapshot")
     lab.add_argument("--ablate", type=_positive, default=10, help="units to ablate")
+    export = sub.add_parser(
+        "export", help="an executed notebook as one HTML page with live widgets, offline"
+    )
+    export.add_argument("notebook", help="the .ipynb file (run, with its widget state saved)")
+    export.add_argument("--out", required=True, help="the HTML file to write")
+    export.add_argument("--quiet", action="store_true", help="print nothing")
     return parser
 
 
@@ -206,6 +213,14 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit status (argparse exits 2 on bad arguments)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "export":
+        try:
+            path = report.export_notebook(args.notebook, args.out)
+        except (OSError, ValueError) as err:
+            _fail(parser, str(err))
+        if not args.quiet:
+            print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
     session, layer = _open(parser, args)
     if args.command == "dissect":
         items = _run_dissect(session, layer, args)

@@ -23,7 +23,7 @@ import numpy as np
 from . import render
 from .cache import unwritable
 
-__all__ = ["check_out_path", "save_html", "to_html", "unit_table"]
+__all__ = ["check_out_path", "export_notebook", "save_html", "to_html", "unit_table"]
 
 _ASSETS = pathlib.Path(__file__).parent / "report_assets"
 _SOURCE_MAP = re.compile(r"^//# sourceMappingURL=.*$", re.MULTILINE)
@@ -258,3 +258,40 @@ def check_out_path(path) -> pathlib.Path:
             why = err.strerror or type(err).__name__
             raise PermissionError(f"cannot write the report '{path}' ({why})") from err
     return path
+
+
+_CDN_SCRIPT = re.compile(r"<script[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>")
+_CDN_MODULE = re.compile(
+    r"<script type=\"module\">(?:(?!</script>).)*?https?://(?:(?!</script>).)*</script>", re.S
+)
+_RENDERER = re.compile(
+    r"<script>\s*\(function\(\) \{\s*function addWidgetsRenderer\(\).*?</script>", re.S
+)
+
+
+def export_notebook(notebook, out) -> pathlib.Path:
+    """Write an executed notebook as one HTML page that opens offline with its live widgets.
+
+    ``jupyter nbconvert --to html`` fetches require.js, the widget manager and anywidget from
+    CDNs, so its widgets are blank offline. This runs the same converter (the "lab" template),
+    drops every script it would fetch (require.js, the widget renderer, MathJax, mermaid) and
+    inlines the assets :func:`save_html` uses; widgets replay the state saved in the notebook
+    (Lab: *Save Widget State Automatically*; ``nbconvert --execute`` saves it), and outputs
+    without saved state show their static pictures. Returns the path written.
+
+    >>> export_notebook("lab.ipynb", "lab.html")                       # doctest: +SKIP
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    out = check_out_path(out)
+    nb = nbformat.read(str(notebook), as_version=4)
+    page, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    has_state = bool(nb.metadata.get("widgets", {}).get(_STATE, {}).get("state"))
+    page = _RENDERER.sub("", page)
+    page = _CDN_MODULE.sub("", page)
+    page = _CDN_SCRIPT.sub("", page)
+    if has_state:
+        page = page.replace("</head>", _scripts() + "\n</head>", 1)
+    out.write_text(page, encoding="utf-8")
+    return out
