@@ -554,8 +554,8 @@ gw.ImageGrid(pictures, size=192, captions=["the photo"])
         md("""
 ## Invert it
 
-About 300 optimisation steps; on a laptop CPU this takes 10-30 s (`progress=True` shows a bar;
-`background=True` returns a Job you can cancel).
+About 300 optimisation steps: some 40 s on two CPU cores (`progress=True` shows a bar;
+`background=True` returns a Job you can cancel; `steps=` trades time for fidelity).
 """),
         code("""
 ids = session.invert(pictures, progress=True)
