@@ -137,7 +137,7 @@ def dissect_sharded(session, state, layer, seeds, bs, levels, concepts, k, execu
     first = run_shards(
         executor, partial(first_pass_shard, k=k, levels=levels, **common), parts, step
     )
-    kinds = (type(levels.statistic(1, 0)), stats.TopK, stats.Moments)
+    kinds = (levels.kind, stats.TopK, stats.Moments)
     level, top, mom = passes.merge_first(
         [tuple(kind.__new__(kind).load_state_dict(s) for kind, s in zip(kinds, f)) for f in first]
     )

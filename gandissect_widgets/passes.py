@@ -127,7 +127,13 @@ class Levels:
     def method(self) -> str:
         return "exact" if self.total else "sketch"
 
+    @property
+    def kind(self) -> type:
+        """The class of the threshold statistic."""
+        return stats.TailQuantile if self.total else stats.Quantile
+
     def statistic(self, units: int, index: int):
+        """A new threshold statistic for shard ``index``."""
         if self.total:
             return stats.TailQuantile(self.quantile, self.total, units)
         return stats.Quantile(units, seed=index)

@@ -16,8 +16,9 @@ def _distinct(z) -> bool:
 
 class GatedTinyGenerator(TinyGenerator):
     """The tiny generator whose batches of distinct samples (not the Session's probe, which runs
-    one sample as two identical rows) first announce themselves in ``folder`` with a file ``started-<pid>`` and then wait
-    until a file ``release`` appears there: a test can kill a worker that is inside a shard."""
+    one sample as two identical rows) first announce themselves in ``folder`` with a file
+    ``started-<pid>`` and then wait until a file ``release`` appears there: a test can kill a
+    worker that is inside a shard."""
 
     def __init__(self, folder: str):
         super().__init__()

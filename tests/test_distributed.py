@@ -234,9 +234,11 @@ def test_dask_worker_killed_inside_a_shard(dask_client, tmp_path):
     started = sorted(tmp_path.glob("started-*"), key=lambda p: p.stat().st_mtime)
     assert started, "no worker started a shard within 120 s"
     victim = int(started[0].name.split("-")[1])
+    assert victim in dask_client.run(os.getpid).values()  # a worker of the cluster
     os.kill(victim, signal.SIGKILL)
     (tmp_path / "release").touch()
     d = job.result(120)
+    assert victim not in dask_client.run(os.getpid).values()  # gone; its shard ran elsewhere
     _assert_identical(
         d, _session().dissect("layer2", n=48, batch_size=4, shard_size=8, cache=False)
     )
