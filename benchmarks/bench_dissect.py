@@ -17,7 +17,7 @@ import gandissect_widgets as gw
 from benchmarks._timing import report
 
 N = int(os.environ.get("GW_BENCH_SAMPLES", "2000"))
-ROUNDS = int(os.environ.get("GW_BENCH_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("GW_BENCH_ROUNDS", "10"))
 LAYERS = ["layer4", "layer5", "layer6", "layer7"]
 
 

@@ -5,15 +5,15 @@ repository), against baukit's ``runningstats`` on the same batches in the same p
 >= 2x faster); then the quantile sketch's rank error at q = 0.99 on 10^6 values per unit
 (goal: <= 0.05% worst unit, single pass and merged).
 
-Each figure is the median, over interleaved rounds (every candidate timed in turn, round after
-round, so drift hits all alike), of each round's fastest call.
+Each figure is a candidate's fastest call over interleaved rounds (every candidate timed in
+turn, round after round): on a shared machine other work only ever adds time, and bursts of it
+hit the candidates alike.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from gandissect_widgets.stats import (
 SHAPES = [(64, 128, 16, 16), (64, 512, 8, 8)]
 THREADS = [1, 2]
 CONCEPT_SIZE, N_CONCEPTS = 64, 32
-ROUNDS = int(os.environ.get("GW_BENCH_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("GW_BENCH_ROUNDS", "9"))
 RANK_UNITS = int(os.environ.get("GW_BENCH_RANK_UNITS", "64"))
 
 
@@ -66,15 +66,15 @@ def _best_ms(fn, repeats: int) -> float:
 
 
 def interleaved(fns: dict, repeats: int) -> dict[str, float]:
-    """ms per call of each function: the median over ``ROUNDS`` interleaved rounds of each
-    round's fastest call."""
+    """ms per call of each function: its fastest call over ``ROUNDS`` interleaved rounds of
+    ``repeats`` calls (each function timed in turn, round after round)."""
     for fn in fns.values():  # warm-up
         fn()
     rounds = {name: [] for name in fns}
     for _ in range(ROUNDS):
         for name, fn in fns.items():
             rounds[name].append(_best_ms(fn, repeats))
-    return {name: statistics.median(v) for name, v in rounds.items()}
+    return {name: min(v) for name, v in rounds.items()}
 
 
 def cases(shape, rs):
