@@ -8,6 +8,12 @@ included, delivers it); ``_do_<name>(args)`` handles it.
 Widgets on one Session do not slow each other: a widget whose control is being dragged marks
 the Session busy (:func:`touch`), and the others, told of a change by a Session event, wait
 until the drag has settled (:data:`SETTLE_S` without a new value) before they redraw.
+
+Photos: a generator Session's widgets take image files dropped onto their sample grid (or
+chosen with "add photo…"). Each is inverted in the background (``session.invert(...,
+background=True)`` with the widget's ``invert_settings``), the view shows the progress and a
+cancel button, and the photo's id is then appended to ``session.samples``: every widget that
+shows the Session's samples (made without ``seeds=``) shows its reconstruction, "photo 0".
 """
 
 from __future__ import annotations
@@ -19,12 +25,16 @@ import weakref
 import anywidget
 import traitlets as t
 
+from ..sources import PHOTO_BASE
 from ._grid import lut_bytes
 from ._latest import Latest
 from ._owner import Owner, closes_on_failure
+from ._photos import PhotoDrop
 from ._validate import InvalidValue
 
-__all__ = ["SessionWidget", "closes_on_failure", "parse_units", "touch", "busy_for"]
+__all__ = [
+    "SessionWidget", "closes_on_failure", "parse_units", "touch", "busy_for", "photo_captions",
+]  # fmt: skip
 
 SETTLE_S = 0.3  # a drag has settled after this long without a new value
 MAX_DEFER_S = 10.0  # a redraw waits at most this long for others to settle
@@ -48,14 +58,24 @@ def busy_for(session, widget) -> float:
     return max(0.0, when + SETTLE_S - time.monotonic())
 
 
-class SessionWidget(Owner, anywidget.AnyWidget):
+class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
     """An anywidget bound to a Session: ``refresh()`` runs on every Session event until
     ``close()``, after other widgets' drags have settled.
 
-    Subclasses set their traits, then call ``self._bind(session)``; they decorate
+    Subclasses take their seeds with :meth:`_seeds_or_samples` (None: follow
+    ``session.samples``), set their traits, then call ``self._bind(session)``; they decorate
     ``__init__`` with :func:`closes_on_failure`, so a constructor that raises leaves no
     subscription, models or worker thread behind.
+
+    A photo dropped onto the view is inverted in the background and added to
+    ``session.samples`` (see the module's docstring): ``invert_settings`` (a dict, e.g.
+    ``dict(steps=100)``) goes to ``session.invert``; ``photo_job`` is the running
+    :class:`~gandissect_widgets.jobs.Job`; :meth:`cancel_photo` stops it.
     """
+
+    invert_settings: dict = {}
+    photo_job = None
+    _follows_samples = False
 
     _action = t.Dict().tag(sync=True)
     _lut = t.Bytes(b"").tag(sync=True)
@@ -72,13 +92,43 @@ class SessionWidget(Owner, anywidget.AnyWidget):
             self._runner = Latest(on_error=self._show_error)
         if not self._lut:
             self._lut = lut_bytes(self.cmap)
+        self._photo_lock = threading.Lock()
+        self._photo_queue: list = []
+        self._photo_ids: list[int] = []
+        self.accept_photos = session.kind == "generator"
+        self.on_photo(self._invert_photo)
         self.on_msg(self._on_front_end_msg)
         session.observe(self._on_session_event)
+
+    def _seeds_or_samples(self, seeds, session) -> list[int]:
+        """``seeds`` as a list, or (None) the Session's samples, followed when they change."""
+        self._follows_samples = seeds is None
+        return list(seeds) if seeds is not None else session.samples
+
+    def _use_seeds(self, seeds: list[int]) -> None:
+        """Show ``seeds`` from now on (called in the worker, before a redraw)."""
+        self.seeds = list(seeds)
 
     # ------------------------------------------------------------ events
     def _on_session_event(self, event) -> None:
         if not self._quiet:
-            self._runner.submit(self._when_settled(self.refresh))
+            self._runner.submit(self._when_settled(self._follow_and_refresh))
+
+    def _follow_and_refresh(self) -> None:
+        self._sync_seeds()
+        self.refresh()
+
+    def _sync_seeds(self) -> None:
+        """In the worker, before a redraw: follow ``session.samples`` (or, with seeds of
+        its own, add the photos dropped here)."""
+        with self._photo_lock:
+            mine, self._photo_ids = self._photo_ids, []
+        if self._follows_samples:
+            seeds = self.session.samples
+        else:
+            seeds = [*self.seeds, *(i for i in mine if i not in self.seeds)]
+        if seeds != list(self.seeds):
+            self._use_seeds(seeds)
 
     def _when_settled(self, fn):
         """``fn``, run once other widgets' interactions on the Session have settled."""
@@ -101,7 +151,8 @@ class SessionWidget(Owner, anywidget.AnyWidget):
 
     def schedule(self, fn=None) -> None:
         """Run ``fn`` (default: ``refresh``) in the worker; the newest request wins."""
-        self._runner.submit(fn or self.refresh)
+        fn = fn or self.refresh
+        self._runner.submit(lambda: (self._sync_seeds(), fn()))
 
     def wait(self, timeout: float = 30) -> bool:
         """Block until the newest render is done; False on timeout."""
@@ -125,10 +176,77 @@ class SessionWidget(Owner, anywidget.AnyWidget):
         except (ValueError, KeyError, TypeError, OSError) as err:
             self._show_error(err)
 
-    def _on_front_end_msg(self, _widget, content, _buffers) -> None:
+    def _on_front_end_msg(self, _widget, content, buffers) -> None:
+        if self.handle_photo_msg(content, buffers):
+            return
         canvas = getattr(self, "canvas", None)
         if isinstance(content, dict) and canvas is not None:
             canvas.handle_msg(content)
+
+    # ------------------------------------------------------------ photos
+    def _invert_photo(self, picture, name: str) -> None:
+        with self._photo_lock:
+            if self.photo_job is not None and self.photo_job.running:
+                self._photo_queue.append((picture, name))
+                self._say_photo(f"{self.photo_status} ({len(self._photo_queue)} waiting)", "busy")
+                return
+            self._start_photo(picture, name)
+
+    def _start_photo(self, picture, name: str) -> None:
+        settings = {"progress": False, **self.invert_settings}
+        job = self.session.invert(picture, background=True, **settings)
+        self.photo_job = job
+        self._say_photo(f"inverting {name}\u2026 0%", "busy")
+        shown = [0, False]  # the percentage shown; whether the end was handled
+
+        def watch(job) -> None:
+            if not job.running:
+                with self._photo_lock:
+                    if shown[1]:
+                        return
+                    shown[1] = True
+                    self._photo_done(job, name)
+            elif int(job.progress * 100) != shown[0]:
+                shown[0] = int(job.progress * 100)
+                waiting = f" ({len(self._photo_queue)} waiting)" if self._photo_queue else ""
+                self._say_photo(f"inverting {name}\u2026 {shown[0]}%{waiting}", "busy")
+
+        job.watch(watch)
+        if not job.running:  # it ended before watch() was attached
+            threading.Thread(target=watch, args=(job,), daemon=True).start()
+
+    def _photo_done(self, job, name: str) -> None:
+        """The inversion of ``name`` ended (under the photo lock): add it, start the next."""
+        from ..jobs import Cancelled
+
+        try:
+            ids = job.result()
+        except Cancelled:
+            self._photo_queue.clear()
+            self._say_photo(f"inverting {name} was cancelled; nothing was added", "")
+            return
+        except Exception as err:
+            self._photo_queue.clear()
+            self._say_photo(f"{name}: {type(err).__name__}: {str(err).strip(chr(39))}", "error")
+            return
+        if not self._runner.closed:
+            self._photo_ids.extend(ids)  # shown here even with seeds of its own
+            self.session.samples = [*self.session.samples, *ids]
+        self._say_photo(f"{name} added as {photo_captions(ids)[0]} (its reconstruction)", "done")
+        if self._photo_queue:
+            picture, following = self._photo_queue.pop(0)
+            try:
+                self._start_photo(picture, following)
+            except (ValueError, KeyError, TypeError, OSError) as err:
+                self._say_photo(f"{following}: {type(err).__name__}: {err}", "error")
+
+    def cancel_photo(self) -> None:
+        """Stop inverting dropped photos (the running one and those waiting)."""
+        with self._photo_lock:
+            self._photo_queue.clear()
+            if self.photo_job is not None and self.photo_job.running:
+                self.photo_job.cancel()
+                self._say_photo("cancelling\u2026", "busy")
 
     @t.observe("cmap")
     def _on_cmap(self, change) -> None:
@@ -155,7 +273,21 @@ class SessionWidget(Owner, anywidget.AnyWidget):
         cell leaves no live comms or threads behind)."""
         if getattr(self, "session", None) is not None:
             self.session.unobserve(self._on_session_event)
+        if getattr(self, "_photo_lock", None) is not None:
+            self.cancel_photo()
         super().close()
+
+
+def photo_captions(seeds) -> list[str]:
+    """Captions "photo k" for the photo ids among ``seeds``, "" for the others; [] if none.
+
+    >>> photo_captions([3, PHOTO_BASE + 1])
+    ['', 'photo 1']
+    """
+    seeds = [int(s) for s in seeds]
+    if all(s < PHOTO_BASE for s in seeds):
+        return []
+    return [f"photo {s - PHOTO_BASE}" if s >= PHOTO_BASE else "" for s in seeds]
 
 
 def parse_units(text: str, count: int) -> list[int]:

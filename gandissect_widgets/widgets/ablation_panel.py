@@ -21,7 +21,13 @@ import traitlets as t
 from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import GridData
-from ._session_widget import SessionWidget, closes_on_failure, parse_units, touch
+from ._session_widget import (
+    SessionWidget,
+    closes_on_failure,
+    parse_units,
+    photo_captions,
+    touch,
+)
 from ._validate import InvalidValue, in_range
 from .paint_canvas import CanvasPart, CanvasTraits
 
@@ -39,7 +45,8 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
     ``panel.applied`` whether it is on the Session. While applied, moving a control retunes
     the applied edit in place (``session.replace``); other widgets on the Session redraw once
     the drag settles. Renders run in a worker where the newest value wins;
-    ``panel.wait()`` waits for the newest.
+    ``panel.wait()`` waits for the newest. A photo dropped onto the samples joins them,
+    inverted (see :class:`~._session_widget.SessionWidget`).
     """
 
     _esm = esm("ablation_panel.js")
@@ -79,7 +86,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
     ):
         layer = session.check_layer(layer)
         self.session = session
-        self.seeds = list(seeds) if seeds is not None else session.samples
+        self.seeds = self._seeds_or_samples(seeds, session)
         self.edit = None
         self._applied = None  # the edit this panel put on the Session
         self._undone_elsewhere = False
@@ -248,6 +255,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         shown = state if self._applied is not None else (base.plus(new) if new else base)
         edited = s.generate(self.seeds, state=shown)
         self.edited_grid.set_images(edited)
+        self.edited_grid.captions = self.original_grid.captions = photo_captions(self.seeds)
         self._outline(new)
         with self.hold_sync():
             self.edited = self.edited_grid.payload()
@@ -258,6 +266,10 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
             self.applied = self._applied is not None
             self._say(*self._describe(new))
         self.last_render_s = time.perf_counter() - start
+
+    def _use_seeds(self, seeds) -> None:
+        super()._use_seeds(seeds)
+        self._base_key = None  # the original side is drawn again for the new samples
 
     def _same(self, a, b) -> bool:
         return a.signature() == b.signature()

@@ -4,13 +4,16 @@ Images travel as PNG bytes, or as raw pixels with ``encoding="raw"`` (no encodin
 fast-changing images such as an ablation preview). Heatmaps travel as uint8-quantised bytes
 plus ``vmin``/``vmax``; the browser colours them with a 256-entry lookup table, upsamples
 bilinearly and draws the threshold contour. Everything a view draws is a trait, so a saved
-page replays it.
+page replays it. With ``accept_photos=True`` the grid takes image files dropped onto it (or
+chosen with its "add photo…" button): ``on_photo`` callbacks get each one decoded.
 
 >>> import numpy as np
 >>> from gandissect_widgets.widgets import ImageGrid
 >>> grid = ImageGrid(np.zeros((4, 32, 32, 3), np.uint8), columns=2, size=64)
 >>> grid.set_heatmaps(np.random.rand(4, 8, 8), vmin=0, vmax=1)
 >>> grid.on_click(lambda where: print(where["index"], where["x"], where["y"]))
+>>> grid.accept_photos = True
+>>> grid.on_photo(lambda picture, name: print(name, picture.shape))  # uint8 (H, W, 3)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import dequantise, encode, image_stack, lut_bytes, quantise
 from ._owner import Owner, closes_on_failure
+from ._photos import PhotoDrop
 from ._validate import InvalidValue, in_range
 
 __all__ = ["ImageGrid"]
@@ -32,10 +36,13 @@ __all__ = ["ImageGrid"]
 HEAT_MODES = ("colormap", "highlight", "outline", "none")
 
 
-class ImageGrid(StaticFallback, Owner, anywidget.AnyWidget):
+class ImageGrid(StaticFallback, Owner, PhotoDrop, anywidget.AnyWidget):
     """N images in a grid, each with an optional heatmap overlay and a caption.
 
     ``size`` is the displayed width of each image in CSS pixels; clicks report image pixels.
+    ``accept_photos=True`` takes PNG/JPEG files dropped onto the grid or chosen with its "add
+    photo…" button (up to 20 MB): each is decoded to uint8 (H, W, 3) and passed to the
+    :meth:`on_photo` callbacks; a bad file shows its error in the view (``photo_status``).
 
     >>> grid = ImageGrid(np.zeros((2, 16, 16, 3), np.uint8), captions=["a", "b"])
     >>> grid.captions = ["first", "second"]
@@ -78,6 +85,7 @@ class ImageGrid(StaticFallback, Owner, anywidget.AnyWidget):
         threshold: float | None = None,
         encoding: str = "png",
         heat_mode: str = "colormap",
+        accept_photos: bool = False,
     ):
         self._arrays = np.zeros((0, 1, 1, 3), np.uint8)
         super().__init__(
@@ -88,10 +96,12 @@ class ImageGrid(StaticFallback, Owner, anywidget.AnyWidget):
             opacity=opacity,
             threshold=threshold,
             heat_mode=heat_mode,
+            accept_photos=accept_photos,
             captions=list(captions or []),
             _lut=lut_bytes(cmap),
         )
         self._click_callbacks: list[Callable[[dict], object]] = []
+        self.on_msg(lambda _w, content, buffers: self.handle_photo_msg(content, buffers))
         if images is not None:
             self.set_images(images)
         if heatmaps is not None:

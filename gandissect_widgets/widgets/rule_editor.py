@@ -27,7 +27,7 @@ from .. import rewrite as rw
 from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import GridData
-from ._session_widget import SessionWidget, closes_on_failure
+from ._session_widget import SessionWidget, closes_on_failure, photo_captions
 from ._validate import InvalidValue
 from .paint_canvas import CanvasPart, CanvasTraits
 
@@ -40,7 +40,8 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
     ``editor.edit`` is the newest rewrite made here; ``editor.wait()`` waits for a running
     Execute or render. ``stat_samples`` and ``cache`` go to :func:`rewrite.rewrite`.
     ``editor.copy`` = (seed, mask), ``editor.paste`` = (seed, (y, x)), ``editor.context`` =
-    [(seed, mask), ...] read and write the synced traits.
+    [(seed, mask), ...] read and write the synced traits. A photo dropped onto the gallery
+    joins it, inverted (see :class:`~._session_widget.SessionWidget`).
     """
 
     _esm = esm("rule_editor.js")
@@ -90,7 +91,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         self._heat = None  # context-match heatmaps over the gallery, until it changes
         self.gallery_grid = GridData(columns=columns, size=size, encoding="raw")
         self.tray_grid = GridData(columns=8, size=max(64, size * 2 // 3), mode="highlight")
-        seeds = list(seeds) if seeds is not None else session.samples
+        seeds = self._seeds_or_samples(seeds, session)
         super().__init__(
             layer=layer,
             seeds=seeds,
@@ -445,7 +446,8 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
             g.set_heatmaps(self._heat)
         else:
             g.set_heatmaps(None)
-        g.captions = [f"#{s}" for s in self.seeds]
+        photos = photo_captions(self.seeds) or [""] * len(self.seeds)
+        g.captions = [p or f"#{s}" for s, p in zip(self.seeds, photos)]
         in_session = self.edit is not None and self.edit in self.session.edits
         with self.hold_sync():
             self.gallery = g.payload()

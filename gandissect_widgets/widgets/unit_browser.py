@@ -20,7 +20,7 @@ from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import GridData
 from ._owner import Owner
-from ._session_widget import SessionWidget, closes_on_failure
+from ._session_widget import SessionWidget, closes_on_failure, photo_captions
 from ._validate import InvalidValue
 
 __all__ = ["UnitBrowser", "UnitList"]
@@ -50,7 +50,8 @@ class UnitBrowser(StaticFallback, SessionWidget):
     Heatmaps follow GAN Dissection: where the unit is above its threshold the image stays
     bright inside an outline, the rest is dimmed (``heat_mode="colormap"`` colours the whole
     activation instead). Arrow keys step through the list. ``browser.unit`` reads or sets
-    the selected unit; redraws run in the background (``browser.wait()``).
+    the selected unit; redraws run in the background (``browser.wait()``). A photo dropped
+    onto the samples joins them, inverted (see :class:`~._session_widget.SessionWidget`).
     """
 
     _esm = esm("unit_browser.js")
@@ -82,7 +83,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         heat_mode: str = "highlight",
     ):
         layer = session.check_layer(layer)
-        self.seeds = list(seeds) if seeds is not None else session.samples
+        self.seeds = self._seeds_or_samples(seeds, session)
         self.top, self.pool = top, pool
         self.session = session
         has_dissection = layer in session.dissections
@@ -166,6 +167,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         threshold = float(d.thresholds[u]) if d is not None else high
         vmax = max(high, threshold, 1e-6) * 1.2
         self.samples_grid.set_images(s.generate(self.seeds, state=state))
+        self.samples_grid.captions = photo_captions(self.seeds)
         self.samples_grid.set_heatmaps(acts, vmin=0.0, vmax=vmax, threshold=threshold)
         top_seeds = self._top_seeds(u)
         top_acts = s.activations(self.layer, top_seeds, state=state)[:, u]

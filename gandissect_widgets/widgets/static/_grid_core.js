@@ -243,3 +243,65 @@ function gridSpec(model, trait) {
     ...(model.get(trait) || {}),  // a grid may set its own mode (e.g. "outline")
   };
 }
+
+// Photos: image files dropped onto `target`, or chosen with the bar's "add photo…" button, go to
+// Python one message per file: model.send({event: "photo", name, type}, undefined, [bytes]),
+// while the `accept_photos` trait is true (Python decodes them; see widgets/_photos.py). The
+// bar shows `photo_status` (`photo_kind` "busy" adds a cancel button: {event: "photo_cancel"}).
+// Files over 20 MB are refused here, before their bytes travel. Returns {el, cleanup}.
+const PHOTO_MAX_BYTES = 20 * 2 ** 20;
+
+function photoDrop(model, target) {
+  const input = h("input", "gw-photo-input", { type: "file", accept: "image/png,image/jpeg", multiple: true });
+  input.hidden = true;
+  const pick = h("button", "gw-btn gw-photo-add", { textContent: "add photo\u2026",
+    title: "Invert a photo (PNG or JPEG) into the generator; or drop image files onto the grid" });
+  const cancel = h("button", "gw-btn gw-photo-cancel", { textContent: "cancel", title: "Stop inverting" });
+  const note = h("span", "gw-status gw-photo-status", { role: "status" });
+  const bar = h("div", "gw-field gw-photo-bar", {}, [pick, input, cancel, note]);
+  const on = () => model.get("accept_photos") && !isSaved(model);
+  const say = (text, kind) => { note.textContent = text; note.dataset.kind = kind; note.hidden = !text; };
+  async function send(files) {
+    for (const file of files) {
+      if (file.size > PHOTO_MAX_BYTES) {
+        say(`${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MB; photos up to 20 MB are taken`, "error");
+        continue;
+      }
+      model.send({ event: "photo", name: file.name, type: file.type }, undefined, [await file.arrayBuffer()]);
+    }
+  }
+  pick.addEventListener("click", () => input.click());
+  input.addEventListener("change", () => { send([...input.files]); input.value = ""; });
+  cancel.addEventListener("click", () => model.send({ event: "photo_cancel" }));
+  const files = (e) => on() && [...(e.dataTransfer?.types || [])].includes("Files");
+  const over = (e) => {
+    if (!files(e)) return;
+    e.preventDefault();  // this element takes the drop
+    e.dataTransfer.dropEffect = "copy";
+    target.classList.add("gw-drop");
+  };
+  const leave = (e) => { if (!target.contains(e.relatedTarget)) target.classList.remove("gw-drop"); };
+  const drop = (e) => {
+    target.classList.remove("gw-drop");
+    if (!files(e)) return;
+    e.preventDefault();
+    send([...e.dataTransfer.files]);
+  };
+  const events = { dragenter: over, dragover: over, dragleave: leave, drop };
+  for (const [name, fn] of Object.entries(events)) target.addEventListener(name, fn);
+  const draw = () => {
+    bar.hidden = !on();
+    cancel.hidden = model.get("photo_kind") !== "busy";
+    say(model.get("photo_status") || "", model.get("photo_kind") || "");
+  };
+  const traits = ["accept_photos", "photo_status", "photo_kind"];
+  for (const n of traits) model.on(`change:${n}`, draw);
+  draw();
+  return {
+    el: bar,
+    cleanup() {
+      for (const n of traits) model.off(`change:${n}`, draw);
+      for (const [name, fn] of Object.entries(events)) target.removeEventListener(name, fn);
+    },
+  };
+}

@@ -2,7 +2,8 @@
 // concept ("" = by number), top, top_max, units (text), strength, mode, region, applied,
 // has_browser, status, status_kind, original, edited (grid dicts), canvas_* (paint canvas),
 // canvas_caption. Buttons set `_action` (apply, unapply, add_unit). The strength slider sends
-// at most one value per animation frame while dragged; the newest value wins.
+// at most one value per animation frame while dragged; the newest value wins. Photos dropped
+// onto the original samples (accept_photos) go to Python: photoDrop in _grid_core.js.
 
 async function render({ model, el }) {
   const saved = isSaved(model);
@@ -41,10 +42,12 @@ async function render({ model, el }) {
   const edited = new GridView("edited", { title: "edited" });
   const note = h("div", "gw-saved-note", { textContent:
     "Saved view: it shows the edit as it was when saved; the controls need a running kernel." });
+  const photos = photoDrop(model, original.el);
   root.append(
     h("div", "gw-row", {}, [controls, paintBox]),
     status,
     h("div", "gw-row gw-ab-grids", {}, [original.el, edited.el]),
+    photos.el,
     note,
   );
   el.append(root);
@@ -106,6 +109,7 @@ async function render({ model, el }) {
   await drawGrids();
   return () => {
     original.loading = edited.loading = -1;
+    photos.cleanup();
     cleanupPaint?.();
     for (const [event, fn] of Object.entries(handlers)) model.off(event, fn);
   };

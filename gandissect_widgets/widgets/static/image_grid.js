@@ -1,6 +1,8 @@
 // ImageGrid view: a GridView (see _grid_core.js) drawing this widget's traits: _images (PNG or
 // raw pixels; _image_shape, encoding), _heat, _heat_shape, _lut, vmin, vmax, opacity,
 // threshold, heat_mode, captions, columns, size. A click sets `clicked` = {index, x, y, n}.
+// With accept_photos, image files dropped onto the grid (or chosen with "add photo…") are sent
+// to Python (photoDrop in _grid_core.js); the bar shows photo_status.
 
 const TRAITS = ["_images", "_image_shape", "encoding", "_heat", "_heat_shape", "_lut", "vmin",
   "vmax", "opacity", "threshold", "heat_mode", "captions", "columns", "size"];
@@ -21,13 +23,15 @@ async function render({ model, el }) {
   });
   // the view's element is the grid: tests and pages find it as .gw-grid
   el.classList.add("gw-grid");
-  el.append(grid.cells, grid.status);
+  const photos = photoDrop(model, el);
+  el.append(grid.cells, grid.status, photos.el);
   grid.el = el;
   const update = () => grid.update(spec());
   for (const name of TRAITS) model.on(`change:${name}`, update);
   await update();
   return () => {
     grid.loading = -1;
+    photos.cleanup();
     for (const name of TRAITS) model.off(`change:${name}`, update);
   };
 }

@@ -2,6 +2,7 @@
 // tray (grid dicts), canvas_* (paint canvas), canvas_caption, copy_seed, paste_at,
 // context_seeds, placing, rank, steps, view, path, running, has_rewrite, rewrite_applied,
 // can_redo, status, status_kind. Buttons and clicks set `_action`; Python does the work.
+// Photos dropped onto the gallery (accept_photos) go to Python: photoDrop in _grid_core.js.
 
 async function render({ model, el }) {
   const saved = isSaved(model);
@@ -29,7 +30,8 @@ async function render({ model, el }) {
     title: "regions (click one to remove it)",
     onClick: (index, x, y) => act(model, "tray", { index, x, y }),
   });
-  const galleryBox = h("div", "gw-col gw-grow gw-re-gallery", {}, [gallery.el]);
+  const photos = photoDrop(model, gallery.el);
+  const galleryBox = h("div", "gw-col gw-grow gw-re-gallery", {}, [gallery.el, photos.el]);
 
   const number = (label, trait, min, max, step) => {
     const input = h("input", "", { type: "number", min, max, step });
@@ -104,6 +106,7 @@ async function render({ model, el }) {
   await drawGrids();
   return () => {
     gallery.loading = tray.loading = -1;
+    photos.cleanup();
     cleanupPaint?.();
     for (const [event, fn] of Object.entries(handlers)) model.off(event, fn);
   };

@@ -1,7 +1,8 @@
 // UnitBrowser view: one module for the whole widget (no ipywidgets containers), drawn from
 // traits: layer, count, sorts, sort, order, labels, unit, rows, info, samples, top_samples
 // (grid dicts, see _grid_core.js), heat_mode, _lut, opacity. Choosing a unit sets `unit`;
-// arrow keys in the list step through units, never through the notebook's cells.
+// arrow keys in the list step through units, never through the notebook's cells. Photos
+// dropped onto the samples (accept_photos) go to Python: photoDrop in _grid_core.js.
 
 async function render({ model, el }) {
   const saved = isSaved(model);
@@ -24,7 +25,8 @@ async function render({ model, el }) {
   const info = h("div", "gw-ub-info");
   const samples = new GridView("samples", { title: "samples" });
   const top = new GridView("top", { title: "top-activating samples" });
-  const main = h("div", "gw-col gw-grow gw-ub-main", {}, [info, samples.el, top.el]);
+  const photos = photoDrop(model, samples.el);
+  const main = h("div", "gw-col gw-grow gw-ub-main", {}, [info, samples.el, photos.el, top.el]);
   const note = h("div", "gw-saved-note", { textContent:
     "Saved view: it shows the unit chosen when it was saved; choosing others needs a running kernel." });
   root.append(h("div", "gw-row", {}, [side, main]), note);
@@ -83,6 +85,7 @@ async function render({ model, el }) {
   await drawGrids();
   return () => {
     samples.loading = top.loading = -1;
+    photos.cleanup();
     window.removeEventListener("keydown", onKey, true);
     for (const [event, fn] of Object.entries(handlers)) model.off(event, fn);
   };

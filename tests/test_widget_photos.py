@@ -1,0 +1,233 @@
+"""Photos dropped onto widgets: the view's message (file bytes in one buffer) is decoded, bad
+files give a message and change nothing, and Session widgets invert the photo and add it to
+the Session's samples (every widget then shows its reconstruction as "photo 0")."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gandissect_widgets as gw
+from gandissect_widgets.sources import PHOTO_BASE
+from gandissect_widgets.widgets import AblationPanel, ImageGrid, RuleEditor, UnitBrowser
+from gandissect_widgets.widgets._photos import MAX_PHOTO_BYTES, decode_photo
+from gandissect_widgets.zoo import hamlet
+
+FAST = dict(steps=10, restarts=1, candidates=4)
+
+
+@pytest.fixture(scope="module")
+def picture() -> np.ndarray:
+    return hamlet.render([hamlet.TEST_SEED_START])[0][0]
+
+
+def _encode(picture, fmt="PNG", **kwargs) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _drop(widget, data: bytes, name="photo.png") -> None:
+    """What the view sends for one dropped file: the message with the bytes in one buffer."""
+    widget._handle_custom_msg(
+        {"event": "photo", "name": name, "type": "image/png"}, [memoryview(data)]
+    )
+
+
+def _wait_until(condition, timeout=60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def session():
+    return gw.Session.from_zoo("hamlet")
+
+
+# ---------------------------------------------------------------- decoding
+def test_decode_png_and_jpeg(picture):
+    np.testing.assert_array_equal(decode_photo(_encode(picture)), picture)
+    rgba = np.dstack([picture, np.full(picture.shape[:2], 128, np.uint8)])
+    np.testing.assert_array_equal(decode_photo(_encode(rgba)), picture)  # alpha dropped
+    jpeg = decode_photo(_encode(picture, "JPEG", quality=95))
+    assert jpeg.shape == picture.shape and jpeg.dtype == np.uint8
+    assert np.abs(jpeg.astype(int) - picture).mean() < 8
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "is empty"),
+        (b"definitely not a picture", "is not a PNG or JPEG"),
+        (b"GIF89a" + bytes(40), "is not a PNG or JPEG"),
+        (b"\0" * (MAX_PHOTO_BYTES + 1), "photos up to 20 MB"),
+    ],
+)
+def test_decode_refuses_bad_files_with_a_message(data, message):
+    with pytest.raises(ValueError, match=message):
+        decode_photo(data, "x.png")
+
+
+def test_decode_refuses_a_truncated_png(picture):
+    with pytest.raises(ValueError, match="x.png"):
+        decode_photo(_encode(picture)[:200], "x.png")
+
+
+# ---------------------------------------------------------------- ImageGrid
+def test_image_grid_calls_back_with_the_decoded_photo(picture):
+    grid = ImageGrid(np.zeros((1, 8, 8, 3), np.uint8), accept_photos=True)
+    got = []
+    grid.on_photo(lambda pic, name: got.append((pic, name)))
+    assert grid.get_state()["accept_photos"] is True
+    _drop(grid, _encode(picture), "cat.png")
+    assert len(got) == 1 and got[0][1] == "cat.png"
+    np.testing.assert_array_equal(got[0][0], picture)
+    assert grid.photo_kind == "done" and "cat.png" in grid.photo_status
+    grid.close()
+
+
+def test_image_grid_bad_file_shows_a_message_and_calls_nothing(picture):
+    grid = ImageGrid(np.zeros((1, 8, 8, 3), np.uint8), accept_photos=True)
+    got = []
+    grid.on_photo(lambda *args: got.append(args))
+    _drop(grid, b"<html>not an image</html>", "page.png")
+    assert got == [] and grid.photo_kind == "error"
+    assert "page.png is not a PNG or JPEG" in grid.photo_status
+    grid._handle_custom_msg({"event": "photo", "name": "x.png"}, [])  # the bytes are missing
+    assert got == [] and "did not arrive" in grid.photo_status
+    grid.accept_photos = False
+    _drop(grid, _encode(picture))
+    assert got == [] and "accept_photos is False" in grid.photo_status
+    grid.close()
+
+
+def test_image_grid_ignores_other_messages():
+    grid = ImageGrid(np.zeros((1, 8, 8, 3), np.uint8), accept_photos=True)
+    grid._handle_custom_msg({"event": "undo"}, [])
+    grid._handle_custom_msg("not a dict", [])
+    assert grid.photo_status == ""
+    grid.close()
+
+
+# ---------------------------------------------------------------- Session widgets
+def test_dropped_photo_is_inverted_and_joins_every_widget(session, picture):
+    browser = UnitBrowser(session, "layer4")
+    panel = AblationPanel(session, "layer4", units=[1])
+    editor = RuleEditor(session, "layer6", stat_samples=16, cache=False)
+    fixed = UnitBrowser(session, "layer4", seeds=[0, 1])  # seeds of its own: not following
+    try:
+        assert browser.accept_photos and browser.get_state()["accept_photos"]
+        browser.invert_settings = FAST
+        seen = []
+        browser.observe(lambda c: seen.append(c["new"]), "photo_status")
+        _drop(browser, _encode(picture), "cat.png")
+        assert browser.photo_kind == "busy" and browser.photo_status.startswith("inverting cat.png")
+        ids = browser.photo_job.result(60)
+        assert ids == [PHOTO_BASE]
+        _wait_until(lambda: browser.photo_kind == "done")
+        assert session.samples == [*range(8), PHOTO_BASE]
+        assert "photo 0" in browser.photo_status
+        assert any("%" in text and not text.endswith(" 0%") for text in seen)  # progress
+        for widget in (browser, panel, editor):
+            _wait_until(lambda w=widget: list(w.seeds) == session.samples)
+            widget.wait()
+        assert fixed.seeds == [0, 1]  # its own seeds stay
+        reconstruction = session.generate([PHOTO_BASE])[0]
+        grid = browser.samples
+        assert len(grid["images"]) == 9 and grid["captions"][-1] == "photo 0"
+        shown = np.frombuffer(grid["images"][-1], np.uint8).reshape(grid["shape"])
+        np.testing.assert_array_equal(shown, reconstruction)
+        assert panel.original["captions"][-1] == "photo 0" and len(panel.original["images"]) == 9
+        assert editor.gallery["captions"][-1] == "photo 0" and editor.gallery["captions"][0] == "#0"
+    finally:
+        for widget in (browser, panel, editor, fixed):
+            widget.close()
+
+
+def test_widget_with_its_own_seeds_shows_its_photo_too(session, picture):
+    browser = UnitBrowser(session, "layer4", seeds=[0, 1])
+    other = UnitBrowser(session, "layer4", seeds=[2])
+    try:
+        browser.invert_settings = FAST
+        _drop(browser, _encode(picture))
+        browser.photo_job.result(60)
+        _wait_until(lambda: browser.seeds == [0, 1, PHOTO_BASE])
+        browser.wait()
+        assert browser.samples["captions"] == ["", "", "photo 0"]
+        assert session.samples[-1] == PHOTO_BASE and other.seeds == [2]
+    finally:
+        browser.close()
+        other.close()
+
+
+def test_bad_file_shows_a_message_and_changes_nothing(session):
+    browser = UnitBrowser(session, "layer4")
+    try:
+        before = browser.samples
+        _drop(browser, b"\x89PNG\r\n\x1a\n broken", "broken.png")
+        assert browser.photo_kind == "error" and "broken.png" in browser.photo_status
+        assert "Traceback" not in browser.photo_status
+        assert browser.photo_job is None and session.samples == list(range(8))
+        browser.wait()
+        assert browser.samples == before and browser.seeds == list(range(8))
+    finally:
+        browser.close()
+
+
+def test_inversion_errors_show_in_the_widget(session, picture):
+    browser = UnitBrowser(session, "layer4")
+    try:
+        browser.invert_settings = {**FAST, "layer": "nope"}  # refused before any work
+        _drop(browser, _encode(picture))
+        assert browser.photo_kind == "error" and "unknown layer 'nope'" in browser.photo_status
+        browser.invert_settings = {**FAST, "residual_norm": "bogus"}  # fails in the job
+        _drop(browser, _encode(picture))
+        with pytest.raises(ValueError):
+            browser.photo_job.result(60)
+        _wait_until(lambda: browser.photo_kind == "error")
+        assert "ValueError" in browser.photo_status and session.samples == list(range(8))
+    finally:
+        browser.close()
+
+
+def test_cancel_stops_the_inversion_and_adds_nothing(session, picture):
+    browser = UnitBrowser(session, "layer4")
+    try:
+        browser.invert_settings = dict(steps=100_000, restarts=1, candidates=4)
+        _drop(browser, _encode(picture))
+        _drop(browser, _encode(picture), "second.png")  # waits behind the first
+        assert "1 waiting" in browser.photo_status
+        _wait_until(lambda: browser.photo_job.done > 0)
+        browser._handle_custom_msg({"event": "photo_cancel"}, [])  # the view's cancel button
+        _wait_until(lambda: not browser.photo_job.running)
+        _wait_until(lambda: "cancelled" in browser.photo_status)
+        assert browser.photo_job.cancelled and session.samples == list(range(8))
+    finally:
+        browser.close()
+
+
+def test_photos_dropped_together_are_added_in_order(session, picture):
+    browser = UnitBrowser(session, "layer4")
+    try:
+        browser.invert_settings = FAST
+        _drop(browser, _encode(picture), "a.png")
+        _drop(browser, _encode(picture[:, ::-1].copy()), "b.png")
+        _wait_until(lambda: len(session.samples) == 10 and browser.photo_kind == "done")
+        assert session.samples[8:] == [PHOTO_BASE, PHOTO_BASE + 1]
+        assert "b.png added as photo 1" in browser.photo_status
+    finally:
+        browser.close()
+
+
+def test_classifier_widgets_take_no_photos(cls_session):
+    browser = UnitBrowser(cls_session, cls_session.layers[0])
+    try:
+        assert not browser.accept_photos
+    finally:
+        browser.close()
