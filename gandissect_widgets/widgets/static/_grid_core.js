@@ -257,7 +257,7 @@ function photoDrop(model, target) {
   const pick = h("button", "gw-btn gw-photo-add", { textContent: "add photo\u2026",
     title: "Invert a photo (PNG or JPEG) into the generator; or drop image files onto the grid" });
   const cancel = h("button", "gw-btn gw-photo-cancel", { textContent: "cancel", title: "Stop inverting" });
-  const note = h("span", "gw-status gw-photo-status", { role: "status" });
+  const note = h("span", "gw-photo-status", { role: "status" });
   const bar = h("div", "gw-field gw-photo-bar", {}, [pick, input, cancel, note]);
   const on = () => model.get("accept_photos") && !isSaved(model);
   const say = (text, kind) => { note.textContent = text; note.dataset.kind = kind; note.hidden = !text; };
