@@ -66,7 +66,7 @@ def test_decode_png_and_jpeg(picture):
         (b"", "is empty"),
         (b"definitely not a picture", "is not a PNG or JPEG"),
         (b"GIF89a" + bytes(40), "is not a PNG or JPEG"),
-        (b"\0" * (MAX_PHOTO_BYTES + 1), "photos up to 20 MB"),
+        (b"\0" * (MAX_PHOTO_BYTES + 1), "photos up to 8 MB"),
     ],
 )
 def test_decode_refuses_bad_files_with_a_message(data, message):
@@ -202,7 +202,8 @@ def test_cancel_stops_the_inversion_and_adds_nothing(session, picture):
         browser.invert_settings = dict(steps=100_000, restarts=1, candidates=4)
         _drop(browser, _encode(picture))
         _drop(browser, _encode(picture), "second.png")  # waits behind the first
-        assert "1 waiting" in browser.photo_status
+        _drop(browser, _encode(picture), "third.png")
+        assert browser.photo_status == "inverting photo.png\u2026 0% (2 waiting)"
         _wait_until(lambda: browser.photo_job.done > 0)
         browser._handle_custom_msg({"event": "photo_cancel"}, [])  # the view's cancel button
         _wait_until(lambda: not browser.photo_job.running)

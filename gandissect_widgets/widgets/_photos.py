@@ -23,7 +23,9 @@ import traitlets as t
 
 __all__ = ["PhotoDrop", "decode_photo", "MAX_PHOTO_BYTES"]
 
-MAX_PHOTO_BYTES = 20 * 2**20  # the view refuses bigger files before sending them
+# The view refuses bigger files before sending them: a notebook server drops websocket messages
+# over 10 MB (tornado's default), which would silently lose the photo.
+MAX_PHOTO_BYTES = 8 * 2**20
 MAX_PHOTO_PIXELS = 40_000_000
 _FORMATS = ("PNG", "JPEG")
 
@@ -38,7 +40,8 @@ def decode_photo(data, name: str = "photo") -> np.ndarray:
         raise ValueError(f"{name} is empty: no bytes arrived")
     if size > MAX_PHOTO_BYTES:
         raise ValueError(
-            f"{name} is {size / 2**20:.1f} MB; photos up to {MAX_PHOTO_BYTES // 2**20} MB are taken"
+            f"{name} is {size / 2**20:.1f} MB; photos up to {MAX_PHOTO_BYTES // 2**20} MB are "
+            "taken (a notebook server drops bigger messages): save a smaller copy"
         )
     unreadable = f"{name} is not a PNG or JPEG image that can be read (drop a .png or .jpg photo)"
     try:

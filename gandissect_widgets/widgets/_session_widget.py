@@ -95,6 +95,8 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         self._photo_lock = threading.Lock()
         self._photo_queue: list = []
         self._photo_ids: list[int] = []
+        self._photo_line = ("", 0)  # the photo being inverted, its progress in %
+        self.invert_settings = {}
         self.accept_photos = session.kind == "generator"
         self.on_photo(self._invert_photo)
         self.on_msg(self._on_front_end_msg)
@@ -188,7 +190,7 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         with self._photo_lock:
             if self.photo_job is not None and self.photo_job.running:
                 self._photo_queue.append((picture, name))
-                self._say_photo(f"{self.photo_status} ({len(self._photo_queue)} waiting)", "busy")
+                self._show_progress()
                 return
             self._start_photo(picture, name)
 
@@ -196,24 +198,29 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         settings = {"progress": False, **self.invert_settings}
         job = self.session.invert(picture, background=True, **settings)
         self.photo_job = job
-        self._say_photo(f"inverting {name}\u2026 0%", "busy")
-        shown = [0, False]  # the percentage shown; whether the end was handled
+        self._photo_line = (name, 0)
+        self._show_progress()
+        ended = [False]
 
         def watch(job) -> None:
             if not job.running:
                 with self._photo_lock:
-                    if shown[1]:
+                    if ended[0]:
                         return
-                    shown[1] = True
+                    ended[0] = True
                     self._photo_done(job, name)
-            elif int(job.progress * 100) != shown[0]:
-                shown[0] = int(job.progress * 100)
-                waiting = f" ({len(self._photo_queue)} waiting)" if self._photo_queue else ""
-                self._say_photo(f"inverting {name}\u2026 {shown[0]}%{waiting}", "busy")
+            elif int(job.progress * 100) != self._photo_line[1]:
+                self._photo_line = (name, int(job.progress * 100))
+                self._show_progress()
 
         job.watch(watch)
         if not job.running:  # it ended before watch() was attached
             threading.Thread(target=watch, args=(job,), daemon=True).start()
+
+    def _show_progress(self) -> None:
+        name, percent = self._photo_line
+        waiting = f" ({len(self._photo_queue)} waiting)" if self._photo_queue else ""
+        self._say_photo(f"inverting {name}\u2026 {percent}%{waiting}", "busy")
 
     def _photo_done(self, job, name: str) -> None:
         """The inversion of ``name`` ended (under the photo lock): add it, start the next."""

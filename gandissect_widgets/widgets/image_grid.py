@@ -41,7 +41,7 @@ class ImageGrid(StaticFallback, Owner, PhotoDrop, anywidget.AnyWidget):
 
     ``size`` is the displayed width of each image in CSS pixels; clicks report image pixels.
     ``accept_photos=True`` takes PNG/JPEG files dropped onto the grid or chosen with its "add
-    photo…" button (up to 20 MB): each is decoded to uint8 (H, W, 3) and passed to the
+    photo…" button (up to 8 MB): each is decoded to uint8 (H, W, 3) and passed to the
     :meth:`on_photo` callbacks; a bad file shows its error in the view (``photo_status``).
 
     >>> grid = ImageGrid(np.zeros((2, 16, 16, 3), np.uint8), captions=["a", "b"])

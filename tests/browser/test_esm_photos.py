@@ -117,6 +117,13 @@ def test_bad_file_shows_its_message_in_the_view(mount):
     status = view.el.locator(".gw-photo-status")
     assert got == [] and "notes.png is not a PNG or JPEG" in status.inner_text()
     assert status.get_attribute("data-kind") == "error"
+    too_big = {"name": "huge.png", "mimeType": "image/png", "buffer": bytes(8 * 2**20 + 1)}
+    view.el.locator(".gw-photo-input").set_input_files(files=[too_big])
+    view.page.wait_for_function(
+        "() => document.querySelector('.gw-photo-status').textContent.startsWith('huge.png')"
+    )
+    assert "photos up to 8 MB" in status.inner_text()
+    assert view.page.evaluate("() => gw.model.photoSent.length") == 0  # its bytes never left
     grid.close()
 
 

@@ -248,8 +248,9 @@ function gridSpec(model, trait) {
 // Python one message per file: model.send({event: "photo", name, type}, undefined, [bytes]),
 // while the `accept_photos` trait is true (Python decodes them; see widgets/_photos.py). The
 // bar shows `photo_status` (`photo_kind` "busy" adds a cancel button: {event: "photo_cancel"}).
-// Files over 20 MB are refused here, before their bytes travel. Returns {el, cleanup}.
-const PHOTO_MAX_BYTES = 20 * 2 ** 20;
+// Files over 8 MB are refused here, before their bytes travel (a notebook server drops
+// websocket messages over 10 MB). Returns {el, cleanup}.
+const PHOTO_MAX_BYTES = 8 * 2 ** 20;  // widgets/_photos.py: MAX_PHOTO_BYTES
 
 function photoDrop(model, target) {
   const input = h("input", "gw-photo-input", { type: "file", accept: "image/png,image/jpeg", multiple: true });
@@ -264,7 +265,8 @@ function photoDrop(model, target) {
   async function send(files) {
     for (const file of files) {
       if (file.size > PHOTO_MAX_BYTES) {
-        say(`${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MB; photos up to 20 MB are taken`, "error");
+        say(`${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MB; photos up to 8 MB are taken `
+          + "(a notebook server drops bigger messages): save a smaller copy", "error");
         continue;
       }
       model.send({ event: "photo", name: file.name, type: file.type }, undefined, [await file.arrayBuffer()]);
