@@ -88,11 +88,11 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
     def _bind(self, session) -> None:
         self.session = session
         self._quiet = False
+        self._photo_lock = threading.Lock()
         if self._runner is None:
             self._runner = Latest(on_error=self._show_error)
         if not self._lut:
             self._lut = lut_bytes(self.cmap)
-        self._photo_lock = threading.Lock()
         self._photo_queue: list = []
         self._photo_ids: list[int] = []
         self._photo_line = ("", 0)  # the photo being inverted, its progress in %
