@@ -183,9 +183,9 @@ def test_bad_file_shows_a_message_and_changes_nothing(session):
 def test_inversion_errors_show_in_the_widget(session, picture):
     browser = UnitBrowser(session, "layer4")
     try:
-        browser.invert_settings = {**FAST, "layer": "nope"}  # refused before any work
-        _drop(browser, _encode(picture))
-        assert browser.photo_kind == "error" and "unknown layer 'nope'" in browser.photo_status
+        with pytest.raises(KeyError, match="unknown layer 'nope'"):  # refused when set
+            browser.invert_settings = {**FAST, "layer": "nope"}
+        assert browser.invert_settings == {}
         browser.invert_settings = {**FAST, "residual_norm": "bogus"}  # fails in the job
         _drop(browser, _encode(picture))
         with pytest.raises(ValueError):
@@ -222,6 +222,65 @@ def test_photos_dropped_together_are_added_in_order(session, picture):
         _wait_until(lambda: len(session.samples) == 10 and browser.photo_kind == "done")
         assert session.samples[8:] == [PHOTO_BASE, PHOTO_BASE + 1]
         assert "b.png added as photo 1" in browser.photo_status
+    finally:
+        browser.close()
+
+
+# ---------------------------------------------------------------- invert_settings
+def _make(kind, session, **kwargs):
+    if kind == "browser":
+        return UnitBrowser(session, "layer4", **kwargs)
+    if kind == "panel":
+        return AblationPanel(session, "layer4", units=[1], **kwargs)
+    return RuleEditor(session, "layer6", stat_samples=16, cache=False, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["browser", "panel", "editor"])
+def test_invert_settings_is_a_constructor_argument(session, picture, kind):
+    widget = _make(kind, session, invert_settings=dict(FAST, layer="layer5", seed=3))
+    try:
+        assert widget.invert_settings == {**FAST, "layer": "layer5", "seed": 3}
+        _drop(widget, _encode(picture))
+        job = widget.photo_job
+        assert job.total == FAST["steps"]  # the widget's steps reached session.invert
+        assert job.result(60) == [PHOTO_BASE]
+        _wait_until(lambda: widget.photo_kind == "done")
+        assert session.sources.photos[PHOTO_BASE][1] == "layer5"
+        assert session.samples[-1] == PHOTO_BASE
+    finally:
+        widget.close()
+
+
+@pytest.mark.parametrize("kind", ["browser", "panel", "editor"])
+def test_bad_invert_settings_are_refused_by_the_constructor(session, kind):
+    observers = session.observers
+    with pytest.raises(ValueError) as err:
+        _make(kind, session, invert_settings=dict(step=10, restarts=1))
+    message = str(err.value)
+    assert message.startswith("invert_settings has an unknown key 'step'; valid keys: layer, ")
+    for key in ("steps", "restarts", "candidates", "residual_weight", "seed"):
+        assert key in message
+    assert "progress" not in message and "cancel" not in message  # set by the widget
+    with pytest.raises(TypeError, match="must be a dict of fit_photo keyword arguments"):
+        _make(kind, session, invert_settings=[("steps", 10)])
+    with pytest.raises(KeyError, match="unknown layer 'nope'"):
+        _make(kind, session, invert_settings=dict(layer="nope"))
+    assert session.observers == observers  # nothing left subscribed
+
+
+def test_invert_settings_set_later_are_checked_and_copied(session):
+    browser = UnitBrowser(session, "layer4")
+    try:
+        assert browser.invert_settings == {}
+        settings = dict(FAST)
+        browser.invert_settings = settings
+        settings["steps"] = 1  # the widget keeps its own copy
+        assert browser.invert_settings == FAST
+        with pytest.raises(ValueError, match=r"unknown keys 'a', 'b'; valid keys: layer, steps"):
+            browser.invert_settings = {"a": 1, "b": 2, "steps": 3}
+        assert browser.invert_settings == FAST  # unchanged
+        browser.invert_settings = None
+        assert browser.invert_settings == {}
     finally:
         browser.close()
 

@@ -18,9 +18,11 @@ shows the Session's samples (made without ``seeds=``) shows its reconstruction, 
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 
 import anywidget
 import traitlets as t
@@ -34,6 +36,7 @@ from ._validate import InvalidValue
 
 __all__ = [
     "SessionWidget", "closes_on_failure", "parse_units", "touch", "busy_for", "photo_captions",
+    "check_invert_settings",
 ]  # fmt: skip
 
 SETTLE_S = 0.3  # a drag has settled after this long without a new value
@@ -68,13 +71,15 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
     subscription, models or worker thread behind.
 
     A photo dropped onto the view is inverted in the background and added to
-    ``session.samples`` (see the module's docstring): ``invert_settings`` (a dict, e.g.
-    ``dict(steps=100)``) goes to ``session.invert``; ``photo_job`` is the running
-    :class:`~gandissect_widgets.jobs.Job`; :meth:`cancel_photo` stops it.
+    ``session.samples`` (see the module's docstring): ``invert_settings`` (a dict of
+    :func:`~gandissect_widgets.invert.fit_photo` keyword arguments, e.g. ``dict(steps=100)``;
+    a constructor argument, or set later; checked by :func:`check_invert_settings`) goes to
+    ``session.invert``; ``photo_job`` is the running :class:`~gandissect_widgets.jobs.Job`;
+    :meth:`cancel_photo` stops it.
     """
 
-    invert_settings: dict = {}
     photo_job = None
+    _invert_settings: dict = {}
     _follows_samples = False
 
     _action = t.Dict().tag(sync=True)
@@ -85,8 +90,19 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
     status = t.Unicode("").tag(sync=True)
     status_kind = t.Unicode("").tag(sync=True)
 
-    def _bind(self, session) -> None:
+    @property
+    def invert_settings(self) -> dict:
+        """Keyword arguments of :func:`~gandissect_widgets.invert.fit_photo` for dropped photos
+        (e.g. ``dict(steps=100, restarts=4)``); setting it checks them."""
+        return self._invert_settings
+
+    @invert_settings.setter
+    def invert_settings(self, settings) -> None:
+        self._invert_settings = check_invert_settings(settings, getattr(self, "session", None))
+
+    def _bind(self, session, invert_settings=None) -> None:
         self.session = session
+        self.invert_settings = invert_settings
         self._quiet = False
         self._photo_lock = threading.Lock()
         if self._runner is None:
@@ -96,7 +112,6 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         self._photo_queue: list = []
         self._photo_ids: list[int] = []
         self._photo_line = ("", 0)  # the photo being inverted, its progress in %
-        self.invert_settings = {}
         self.accept_photos = session.kind == "generator"
         self.on_photo(self._invert_photo)
         self.on_msg(self._on_front_end_msg)
@@ -283,6 +298,48 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         if getattr(self, "_photo_lock", None) is not None:
             self.cancel_photo()
         super().close()
+
+
+# what invert_photos sets itself: its bar and the Job's steps and cancel
+_NOT_SETTINGS = ("progress", "cancel")
+
+
+def check_invert_settings(settings, session=None) -> dict:
+    """``settings`` (a dict of :func:`~gandissect_widgets.invert.fit_photo` keyword arguments;
+    None: {}) as a new dict; ValueError naming the valid keys, or (with ``session``) the valid
+    layers. The other values are checked by ``fit_photo`` when a photo arrives.
+
+    >>> check_invert_settings(dict(steps=10, restarts=1))
+    {'steps': 10, 'restarts': 1}
+    >>> check_invert_settings(dict(step=10))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: invert_settings has an unknown key 'step'; valid keys: layer, steps, ...
+    """
+    from ..invert import fit_photo
+
+    if settings is None:
+        return {}
+    if not isinstance(settings, Mapping):
+        raise TypeError(
+            "invert_settings must be a dict of fit_photo keyword arguments, e.g. "
+            f"dict(steps=100); got {type(settings).__name__}"
+        )
+    valid = [
+        name
+        for name, p in inspect.signature(fit_photo).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name not in _NOT_SETTINGS
+    ]
+    unknown = [key for key in settings if key not in valid]
+    if unknown:
+        keys = ", ".join(repr(k) for k in unknown)
+        raise ValueError(
+            f"invert_settings has an unknown key{'s' if len(unknown) > 1 else ''} {keys}; "
+            f"valid keys: {', '.join(valid)}"
+        )
+    settings = dict(settings)
+    if session is not None and "layer" in settings:
+        settings["layer"] = session.check_layer(settings["layer"])
+    return settings
 
 
 def photo_captions(seeds) -> list[str]:

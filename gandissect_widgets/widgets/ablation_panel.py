@@ -23,6 +23,7 @@ from ._fallback import StaticFallback
 from ._grid import GridData
 from ._session_widget import (
     SessionWidget,
+    check_invert_settings,
     closes_on_failure,
     parse_units,
     photo_captions,
@@ -46,7 +47,8 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
     the applied edit in place (``session.replace``); other widgets on the Session redraw once
     the drag settles. Renders run in a worker where the newest value wins;
     ``panel.wait()`` waits for the newest. A photo dropped onto the samples joins them,
-    inverted (see :class:`~._session_widget.SessionWidget`).
+    inverted with ``invert_settings`` (fit_photo's keyword arguments; see
+    :class:`~._session_widget.SessionWidget`).
     """
 
     _esm = esm("ablation_panel.js")
@@ -83,8 +85,10 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         size: int = 112,
         strength: float = 1.0,
         mode: str = "remove",
+        invert_settings=None,
     ):
         layer = session.check_layer(layer)
+        invert_settings = check_invert_settings(invert_settings, session)
         self.session = session
         self.seeds = self._seeds_or_samples(seeds, session)
         self.edit = None
@@ -115,7 +119,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
             f"Paint on sample #{seed}: the edit then applies only inside the painted region, "
             "at the same place on every sample (outlined on the edited side)."
         )
-        self._bind(session)
+        self._bind(session, invert_settings)
         self.canvas.on_stroke(lambda _mask: self._changed())
         self.refresh()
 

@@ -27,7 +27,12 @@ from .. import rewrite as rw
 from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import GridData
-from ._session_widget import SessionWidget, closes_on_failure, photo_captions
+from ._session_widget import (
+    SessionWidget,
+    check_invert_settings,
+    closes_on_failure,
+    photo_captions,
+)
 from ._validate import InvalidValue
 from .paint_canvas import CanvasPart, CanvasTraits
 
@@ -41,7 +46,8 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
     Execute or render. ``stat_samples`` and ``cache`` go to :func:`rewrite.rewrite`.
     ``editor.copy`` = (seed, mask), ``editor.paste`` = (seed, (y, x)), ``editor.context`` =
     [(seed, mask), ...] read and write the synced traits. A photo dropped onto the gallery
-    joins it, inverted (see :class:`~._session_widget.SessionWidget`).
+    joins it, inverted with ``invert_settings`` (fit_photo's keyword arguments; see
+    :class:`~._session_widget.SessionWidget`).
     """
 
     _esm = esm("rule_editor.js")
@@ -80,8 +86,10 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         size: int = 112,
         stat_samples: int = 1000,
         cache=True,
+        invert_settings=None,
     ):
         rw.conv_of(session, layer)  # a clear error now rather than at Execute
+        invert_settings = check_invert_settings(invert_settings, session)
         self.session = session
         self.stat_samples, self.cache = stat_samples, cache
         self.edit = None
@@ -100,7 +108,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         )
         self.canvas = CanvasPart(self, self._image(self.current), size=max(256, 2 * size), brush=6)
         self._caption()
-        self._bind(session)
+        self._bind(session, invert_settings)
         self._show_tray()
         self._render()
         self._say("paint on the sample, then Copy what to copy; Paste and Add to context next")

@@ -20,7 +20,12 @@ from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import GridData
 from ._owner import Owner
-from ._session_widget import SessionWidget, closes_on_failure, photo_captions
+from ._session_widget import (
+    SessionWidget,
+    check_invert_settings,
+    closes_on_failure,
+    photo_captions,
+)
 from ._validate import InvalidValue
 
 __all__ = ["UnitBrowser", "UnitList"]
@@ -51,7 +56,8 @@ class UnitBrowser(StaticFallback, SessionWidget):
     bright inside an outline, the rest is dimmed (``heat_mode="colormap"`` colours the whole
     activation instead). Arrow keys step through the list. ``browser.unit`` reads or sets
     the selected unit; redraws run in the background (``browser.wait()``). A photo dropped
-    onto the samples joins them, inverted (see :class:`~._session_widget.SessionWidget`).
+    onto the samples joins them, inverted with ``invert_settings`` (fit_photo's keyword
+    arguments; see :class:`~._session_widget.SessionWidget`).
     """
 
     _esm = esm("unit_browser.js")
@@ -81,8 +87,10 @@ class UnitBrowser(StaticFallback, SessionWidget):
         top: int = 8,
         pool: int = 64,
         heat_mode: str = "highlight",
+        invert_settings=None,
     ):
         layer = session.check_layer(layer)
+        invert_settings = check_invert_settings(invert_settings, session)
         self.seeds = self._seeds_or_samples(seeds, session)
         self.top, self.pool = top, pool
         self.session = session
@@ -96,7 +104,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
             sort="iou" if has_dissection else "unit",
             heat_mode=heat_mode,
         )
-        self._bind(session)
+        self._bind(session, invert_settings)
         self._fill_list()
         self.unit = self.order[0]
         self.refresh()  # the first picture is there when the constructor returns
