@@ -40,7 +40,7 @@ KERNEL_NAME = "gandissect-widgets tests"
 
 # The notebook's cells. `report(tag, **state)` prints one "E2E {json}" line with a sequence
 # number, so the test can tell a fresh output from an older one of the same cell.
-SETUP = """\
+REPORT = """\
 import hashlib, json
 import torch
 import gandissect_widgets as gw
@@ -52,7 +52,11 @@ def report(tag, **state):
     global _seq
     _seq += 1
     print("E2E " + json.dumps({"tag": tag, "seq": _seq, **state}))
+"""
 
+SETUP = (
+    REPORT
+    + """
 def digest(blobs):
     return hashlib.sha1(b"".join(bytes(b) for b in blobs)).hexdigest()[:16]
 
@@ -63,6 +67,7 @@ assert session.segmenter is not None, "the hamlet segmenter did not load"
 session.dissect(layer, n=200, progress=False)
 report("setup", model=model, layer=layer, dissected=layer in session.dissections)
 """
+)
 
 BROWSER = """\
 browser = gw.UnitBrowser(session, layer, columns=4, size=96)
@@ -155,15 +160,16 @@ def _on_screen(grid) -> int:
     return page.wait_for_function(_SETTLED_PIXELS, arg=grid.element_handle()).json_value()["sum"]
 
 
-def _write_notebook(directory: pathlib.Path) -> None:
+def _write_notebook(directory: pathlib.Path, cells=CELLS, name: str = NOTEBOOK) -> None:
+    """A notebook of code ``cells`` (unrun), for our kernel, as ``directory/name``."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
         "language": "python",
     }
-    nbformat.write(nb, directory / NOTEBOOK)
+    nbformat.write(nb, directory / name)
 
 
 @pytest.fixture(params=["lab", "notebook"], ids=["jupyterlab4", "notebook7"])

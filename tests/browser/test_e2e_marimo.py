@@ -5,11 +5,15 @@ marimo shows anywidgets without ipywidgets' containers or widget manager, so thi
 widget made of ipywidgets boxes would not render at all. The test clicks and steps units, drags
 the ablation slider, paints, presses Apply and Remove, and copies, pastes, adds context,
 executes and undoes a rewrite; every step is checked on the page's pixels (marimo renders
-anywidgets in shadow roots, which Playwright's locators pierce).
+anywidgets in shadow roots, which Playwright's locators pierce). Last, photos: a file chosen
+with "add photo…" and one dropped onto the samples reach the kernel (marimo passes the binary
+buffer of ``model.send``), are inverted and shown as "photo 0" and "photo 1" in the
+UnitBrowser and the AblationPanel; a text file named .png shows the error line.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import socket
@@ -19,6 +23,9 @@ import time
 import urllib.request
 
 import pytest
+from PIL import Image
+
+from gandissect_widgets.zoo import hamlet
 
 from .test_e2e_jupyter import (
     _SETTLED_PIXELS,
@@ -28,6 +35,7 @@ from .test_e2e_jupyter import (
     _paint_stroke,
     _wait_pixels_change,
 )
+from .test_e2e_photos import DROP, _wait_text
 
 pytest.importorskip("marimo")
 
@@ -53,7 +61,10 @@ def _():
 
 @app.cell
 def _(gw, mo, session):
-    browser = mo.ui.anywidget(gw.UnitBrowser(session, "layer4", columns=4, size=96))
+    fast = dict(steps=10, restarts=1, candidates=4)  # photos: a quick inversion
+    browser = mo.ui.anywidget(
+        gw.UnitBrowser(session, "layer4", columns=4, size=96, invert_settings=fast)
+    )
     browser
     return (browser,)
 
@@ -139,7 +150,7 @@ def _badge(page, panel, text: str) -> None:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_every_widget_works_in_marimo(mo_page, marimo_app):
+def test_every_widget_works_in_marimo(mo_page, marimo_app, tmp_path):
     page = mo_page
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -229,4 +240,27 @@ def test_every_widget_works_in_marimo(mo_page, marimo_app):
         "el => el.innerText.startsWith('rewrite undone')",
         arg=editor.locator(".gw-status").element_handle(),
     )
+
+    # Photos: marimo delivers model.send's binary buffer; one chosen, one dropped, a bad file
+    picture = hamlet.render([hamlet.TEST_SEED_START])[0][0]
+    chosen, dropped = tmp_path / "chosen.png", tmp_path / "dropped.png"
+    Image.fromarray(picture).save(chosen)
+    Image.fromarray(picture[:, ::-1].copy()).save(dropped)
+    status = unit_browser.locator(".gw-photo-status")
+    captions = samples.locator("figcaption")
+    unit_browser.locator(".gw-photo-input").set_input_files(str(chosen))
+    captions.filter(has_text="photo 0").wait_for()
+    _wait_text(status, "chosen.png added as photo 0")
+    samples.scroll_into_view_if_needed()
+    b64 = base64.b64encode(dropped.read_bytes()).decode()
+    assert samples.evaluate(DROP, [b64, "dropped.png", "image/png"]), "the grid refused the drop"
+    captions.filter(has_text="photo 1").wait_for()
+    _wait_text(status, "dropped.png added as photo 1")
+    assert captions.all_inner_texts() == ["photo 0", "photo 1"]
+    original.locator("figcaption", has_text="photo 1").wait_for()  # the panel follows
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture\n")
+    unit_browser.locator(".gw-photo-input").set_input_files(str(notes))
+    _wait_text(status, "notes.png is not a PNG or JPEG image")
+    assert samples.locator("canvas").count() == 10
     assert not errors, f"JavaScript errors in the page: {errors}"

@@ -13,10 +13,8 @@ error line in the page and adds nothing. A cell printing the kernel's state chec
 from __future__ import annotations
 
 import base64
-import io
 import json
 
-import nbformat
 import numpy as np
 import pytest
 from PIL import Image
@@ -25,26 +23,27 @@ from gandissect_widgets.sources import PHOTO_BASE
 from gandissect_widgets.zoo import hamlet
 
 from .jupyter_server import JupyterServer
-from .test_e2e_jupyter import TIMEOUT_MS, Notebook, _diagnostics, _on_screen, _ours
+from .test_e2e_jupyter import (
+    REPORT,
+    TIMEOUT_MS,
+    Notebook,
+    _diagnostics,
+    _on_screen,
+    _ours,
+    _write_notebook,
+)
 
 NOTEBOOK = "photos.ipynb"
 
-SETUP = """\
-import base64, json
-import torch
-import gandissect_widgets as gw
-
-torch.set_num_threads(1)
-_seq = 0
-
-def report(tag, **state):
-    global _seq
-    _seq += 1
-    print("E2E " + json.dumps({"tag": tag, "seq": _seq, **state}))
+SETUP = (
+    REPORT
+    + """
+import base64
 
 s = gw.Session.from_zoo("hamlet", device="cpu")
 report("setup", samples=s.samples)
 """
+)
 
 # colormap at opacity 0: the samples as they are (only the threshold contour drawn on them)
 WIDGET = """\
@@ -93,26 +92,12 @@ PIXELS = """c => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def picture() -> np.ndarray:
-    return hamlet.render([hamlet.TEST_SEED_START])[0][0]
-
-
-def _png(picture) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(picture).save(buf, "PNG")
-    return buf.getvalue()
-
-
 @pytest.fixture(params=["lab", "notebook"], ids=["jupyterlab4", "notebook7"])
 def jupyter(request, tmp_path):
     """A private Jupyter server serving the photos notebook."""
     root = tmp_path / "root"
     root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / NOTEBOOK)
+    _write_notebook(root, CELLS, NOTEBOOK)
     with JupyterServer(request.param, root) as server:
         yield server
 
@@ -141,14 +126,16 @@ def _wait_text(locator, text: str) -> None:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_chosen_and_dropped_photos_join_the_samples(photo_page, jupyter, tmp_path, picture):
+def test_chosen_and_dropped_photos_join_the_samples(photo_page, jupyter, tmp_path):
     page = photo_page
+    picture = hamlet.render([hamlet.TEST_SEED_START])[0][0]
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)) if _ours(exc) else None)
     nb = Notebook(page)
     chosen = tmp_path / "chosen.png"
     Image.fromarray(picture).save(chosen)
     flipped = picture[:, ::-1].copy()
+    Image.fromarray(flipped).save(tmp_path / "dropped.png")
     with _diagnostics(page, jupyter, tmp_path):
         page.goto(jupyter.notebook_url(NOTEBOOK))
         nb.wait_for_kernel()
@@ -169,7 +156,7 @@ def test_chosen_and_dropped_photos_join_the_samples(photo_page, jupyter, tmp_pat
 
         # a file dropped onto the samples grid
         grid.scroll_into_view_if_needed()
-        b64 = base64.b64encode(_png(flipped)).decode()
+        b64 = base64.b64encode((tmp_path / "dropped.png").read_bytes()).decode()
         assert grid.evaluate(DROP, [b64, "dropped.png", "image/png"]), "the grid refused the drop"
         captions.filter(has_text="photo 1").wait_for()
         _wait_text(status, "dropped.png added as photo 1")
