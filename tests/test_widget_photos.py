@@ -5,6 +5,7 @@ the Session's samples (every widget then shows its reconstruction as "photo 0").
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 import numpy as np
@@ -291,3 +292,58 @@ def test_classifier_widgets_take_no_photos(cls_session):
         assert not browser.accept_photos
     finally:
         browser.close()
+
+
+# ---------------------------------------------------------------- following session.samples
+def test_rule_editor_keeps_its_match_ranking_and_drops_stale_heatmaps(gen_session):
+    """A gallery ranked by context match keeps that order through Session events (it follows
+    session.samples as a set), and heatmaps never outlive the samples they were computed for."""
+    editor = RuleEditor(gen_session, "layer2", stat_samples=16, cache=False)
+    try:
+        editor.context = [(1, np.pad(np.ones((6, 6), np.float32), ((8, 2), (8, 2))))]
+        editor.show_matches()
+        assert editor.wait()
+        ranked, heat = list(editor.seeds), editor.gallery_grid.heatmaps.copy()
+        assert sorted(ranked) == list(range(8)) and ranked != list(range(8))
+        gen_session.samples = gen_session.samples  # a Session event, the same samples
+        assert editor.wait()
+        assert editor.seeds == ranked  # still ranked, each heatmap over its own sample
+        np.testing.assert_array_equal(editor.gallery_grid.heatmaps, heat)
+        gen_session.samples = list(range(10, 18))  # as many samples, others
+        assert editor.wait()
+        assert editor.seeds == list(range(10, 18))
+        assert editor.gallery_grid.heatmaps is None  # not the old samples' matches
+    finally:
+        editor.close()
+
+
+def test_rule_editor_redraws_never_lose_a_samples_change(gen_session):
+    """A redraw asked while a Session event waits (toggling the view) replaces that request
+    (newest wins), so it must follow session.samples too."""
+    editor = RuleEditor(gen_session, "layer2", stat_samples=16, cache=False)
+    started, release = threading.Event(), threading.Event()
+    try:
+        assert editor.wait()
+        editor._runner.submit(lambda: (started.set(), release.wait(10)))  # the worker is busy
+        assert started.wait(10)
+        gen_session.samples = [*range(8), 8]  # waits behind the busy worker
+        editor.view = "original"  # a newer request
+        release.set()
+        assert editor.wait()
+        assert editor.seeds == [*range(8), 8] and len(editor.gallery["captions"]) == 9
+    finally:
+        release.set()
+        editor.close()
+
+
+def test_a_click_on_a_gallery_since_shortened_says_so(gen_session):
+    editor = RuleEditor(gen_session, "layer2", stat_samples=16, cache=False)
+    try:
+        gen_session.samples = [0, 1]
+        assert editor.wait() and editor.seeds == [0, 1]
+        editor.press("gallery", index=5, x=3, y=3)  # drawn when there were 8
+        assert editor.status_kind == "error"
+        assert "no sample 5 in the gallery (0 to 1)" in editor.status
+        assert editor.current == 0
+    finally:
+        editor.close()

@@ -248,6 +248,11 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
             self._say(f"{len(self.context_seeds)} context region(s); Execute when ready")
 
     def _do_gallery(self, index: int, x: int, y: int) -> None:
+        if not 0 <= int(index) < len(self.seeds):  # a click on a gallery since redrawn
+            raise ValueError(
+                f"no sample {index} in the gallery (0 to {len(self.seeds) - 1}): it changed "
+                "meanwhile; click again"
+            )
         seed = self.seeds[int(index)]
         if self.placing:
             self.place(seed, int(y), int(x))
@@ -390,7 +395,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
                     f"rewritten: loss {edit.losses[0]:.4f} → {edit.losses[-1]:.4f} in "
                     f"{time.perf_counter() - t0:.1f} s ({edit.describe()})"
                 )
-                self._runner.submit(self.refresh)
+                self.schedule(self._render)
         except (ValueError, KeyError, TypeError) as err:
             self._show_error(err)
         finally:
@@ -419,7 +424,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
             self._render()
             self._say("gallery sorted by context match (strongest first, heatmap: the match)")
 
-        self._runner.submit(work)
+        self.schedule(work)
 
     def undo(self) -> None:
         """Take this editor's rewrite off the Session (Redo rewrite brings it back)."""
@@ -443,7 +448,13 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
     def refresh(self) -> None:
         """Re-render the gallery, the canvas and the tray (in the background) for the current
         edits and view, and say where the rewrite stands."""
-        self._runner.submit(self._render)
+        self.schedule(self._render)  # following session.samples first (newest request wins)
+
+    def _use_seeds(self, seeds) -> None:
+        if self._heat is not None and sorted(seeds) == sorted(self.seeds):
+            return  # the gallery ranked by context match: the same samples, in its order
+        self._heat = None  # the matches were for other samples
+        super()._use_seeds(seeds)
 
     def _render(self) -> None:
         state = self._state()
@@ -520,4 +531,4 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
             return
         self.edit = edit
         self._done = f"loaded {edit.describe()}"
-        self._runner.submit(self._render)
+        self.schedule(self._render)
