@@ -347,3 +347,35 @@ def test_a_click_on_a_gallery_since_shortened_says_so(gen_session):
         assert editor.current == 0
     finally:
         editor.close()
+
+
+def test_a_photo_dropped_right_after_cancel_is_still_inverted(session, picture, monkeypatch):
+    """Cancel takes effect at the inversion's next step: a photo dropped before then waits
+    behind the cancelled one and is inverted next, not thrown away with it."""
+    from gandissect_widgets.jobs import Job
+
+    gate, names = threading.Event(), []
+
+    def invert(picture, background, **settings):  # an inversion that steps once gate is set
+        names.append(len(names))
+
+        def work(job):
+            gate.wait(30)
+            job.step()
+            return [PHOTO_BASE]
+
+        return Job(work, total=1)
+
+    monkeypatch.setattr(session, "invert", invert)
+    browser = UnitBrowser(session, "layer4")
+    try:
+        _drop(browser, _encode(picture), "wrong.png")
+        browser._handle_custom_msg({"event": "photo_cancel"}, [])
+        _drop(browser, _encode(picture), "right.png")  # the cancelled one still runs
+        assert browser.photo_status.endswith("(1 waiting)")
+        gate.set()
+        _wait_until(lambda: "right.png added as photo 0" in browser.photo_status)
+        assert names == [0, 1] and session.samples == [*range(8), PHOTO_BASE]
+    finally:
+        gate.set()
+        browser.close()

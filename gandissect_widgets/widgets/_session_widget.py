@@ -243,18 +243,18 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
 
         try:
             ids = job.result()
-        except Cancelled:
-            self._photo_queue.clear()
+        except Cancelled:  # cancel_photo emptied the queue: what waits was dropped since
             self._say_photo(f"inverting {name} was cancelled; nothing was added", "")
-            return
         except Exception as err:
             self._photo_queue.clear()
             self._say_photo(f"{name}: {type(err).__name__}: {str(err).strip(chr(39))}", "error")
             return
-        if not self._runner.closed:
-            self._photo_ids.extend(ids)  # shown here even with seeds of its own
-            self.session.samples = [*self.session.samples, *ids]
-        self._say_photo(f"{name} added as {photo_captions(ids)[0]} (its reconstruction)", "done")
+        else:
+            if not self._runner.closed:
+                self._photo_ids.extend(ids)  # shown here even with seeds of its own
+                self.session.samples = [*self.session.samples, *ids]
+            caption = photo_captions(ids)[0]
+            self._say_photo(f"{name} added as {caption} (its reconstruction)", "done")
         if self._photo_queue:
             picture, following = self._photo_queue.pop(0)
             try:
