@@ -1,7 +1,8 @@
 """Inverting held-out hamlet renders (pictures the GAN never drew) with ``fit_photo``: PSNR,
 segmenter mIoU against the exact concept map, seconds per image on 2 threads, and whether
 ablating layer6's top 5% tree units removes the photos' trees as it does the samples'
-(goals: >= 25 dB, >= 0.8, <= 30 s, >= 50%).
+and whether the hamlet example rule (trees on roofs) turns their roofs into trees (goals: >= 25 dB,
+>= 0.8, <= 30 s, >= 50%, >= 50%).
 
 ``python -m benchmarks invert`` (50 renders); ``python -m benchmarks.bench_invert N [key=value
 ...]`` for N renders and other ``fit_photo`` settings, e.g. ``layer=layer5 steps=200``.
@@ -20,6 +21,7 @@ from benchmarks._timing import report
 from gandissect_widgets.hooks import hooked
 from gandissect_widgets.invert import DEFAULTS, fit_photo, psnr, reconstruct
 from gandissect_widgets.zoo import hamlet
+from gandissect_widgets.zoo.hamlet.rule import example_rule
 
 TREE_LAYER = "layer6"
 TREE_SHARE = 0.05  # top 5% of the layer's units
@@ -71,12 +73,13 @@ def evaluate(model, segmenter, seeds, units, **settings):
     truth = torch.from_numpy(concepts).long()
     k = len(segmenter.concepts)
     tree = segmenter.concepts.index("tree")
-    recons, ablated, psnrs, seconds, steps = [], [], [], [], []
+    recons, ablated, psnrs, seconds, steps, photos = [], [], [], [], [], []
     for image in images:
         t0 = time.perf_counter()
         photo = fit_photo(model, image, **settings)
         seconds.append(time.perf_counter() - t0)
         steps.append(len(photo.losses))
+        photos.append(photo)
         recons.append(reconstruct(model, photo))
         psnrs.append(psnr(recons[-1], photo.target))
         edit = photo.edits()
@@ -97,7 +100,19 @@ def evaluate(model, segmenter, seeds, units, **settings):
         "tree_removed": 1 - after / max(before, 1),
         "tree_pixels": before,
         "images_with_trees": int((seg_recon == tree).flatten(1).any(1).sum()),
+        "photos": photos,
     }
+
+
+def rule_carry_over(session, photos):
+    """The example rule's success (roof pixels turned tree) on the photos and on 200 samples."""
+    ids = [session.sources.add_photo(p.z, p.layer, p.residual) for p in photos]
+    rule = example_rule(session)
+    edit = session.rewrite(rule["layer"], **rule["request"])
+    on_photos = gw.rewrite_eval(session, edit, "roof", "tree", seeds=ids)
+    on_samples = gw.rewrite_eval(session, edit, "roof", "tree", n=200, seeds=range(50_000, 50_200))
+    session.undo()
+    return on_photos, on_samples
 
 
 def main(n: int = 50, **settings) -> None:
@@ -128,6 +143,12 @@ def main(n: int = 50, **settings) -> None:
         f"{r['images_with_trees']} photos)",
     )
     report("... on 200 generated samples", f"{samples.removed:.1%}")
+    photos, generated = rule_carry_over(session, r["photos"])
+    report(
+        "example rule (trees on roofs): photos' roof px turned tree",
+        f"{photos['success']:.1%} (goal >= 50%; {photos['with_source']} photos with roofs)",
+    )
+    report("... on 200 generated samples", f"{generated['success']:.1%}")
 
 
 def _parse(argv):

@@ -1,15 +1,24 @@
 """Invert a picture into a generator, GANPaint style, so that unit edits act on it.
 
-:func:`fit_photo` finds a latent ``z`` whose render is close to the picture (random candidates,
-the best few refined together by gradient descent), then adds a small per-image residual ``r``
-to one layer's output and fits ``z`` and ``r`` together, with an L2 penalty that keeps ``r``
-small, so the generator's own units still draw the picture. Edits then act on the photo like on
-a generated sample:
+:func:`fit_photo` finds a latent ``z`` whose render is close to the picture (the best of many
+random draws, refined together by gradient descent, first on the coarse layout, keeping the
+best quarter after a while), then adds a per-image residual ``r`` to one layer's output and fits
+``z`` and ``r`` together, with a penalty that keeps ``r`` small, so the generator's own units
+still draw as much of the picture as they can. Edits then act on the photo like on a generated
+sample:
 
 - the residual is added to layer ``L``'s output first (:func:`residual_edit`), and edits of
   layer ``L`` (an ablation) run after it in the same ``hooked`` list;
 - a rewrite of layer ``L``'s weights changes what the layer computes while ``r`` stays fixed;
 - every later layer sees the photo's features and is edited as usual.
+
+The default ``L`` is hamlet's ``layer5``, the layer *before* the one whose units draw trees and
+roofs (``layer6``): those units then compute from the photo's features, so ablating them or
+rewriting their rule reaches what the residual added, not only what the latent draws. The
+residual is held small in the metric of the layer's own feature covariance (``prior="cov"``:
+cheap along directions the units vary together), which keeps the features like the
+generator's; ``residual_weight`` trades the fit's fidelity for how far edits carry over (see
+BENCHMARKS.md, ``python -m benchmarks invert``).
 
 No Session is needed: it takes the model and plain tensors.
 
@@ -17,9 +26,9 @@ No Session is needed: it takes the model and plain tensors.
 >>> from gandissect_widgets import zoo
 >>> g = zoo.load("hamlet")
 >>> image = zoo.hamlet.render([zoo.hamlet.TEST_SEED_START])[0][0]
->>> photo = fit_photo(g, image, steps=20, restarts=2, seed=0)
+>>> photo = fit_photo(g, image, steps=20, restarts=2, candidates=8, seed=0)
 >>> photo.z.shape, photo.layer, tuple(photo.residual.shape)
-(torch.Size([128]), 'layer6', (64, 16, 16))
+(torch.Size([128]), 'layer5', (64, 16, 16))
 >>> reconstruct(g, photo).shape
 torch.Size([3, 64, 64])
 
@@ -46,15 +55,17 @@ __all__ = ["Photo", "fit_photo", "reconstruct", "residual_edit", "psnr", "DEFAUL
 
 #: Defaults of :func:`fit_photo`, chosen with ``python -m benchmarks invert``.
 DEFAULTS = {
-    "layer": "layer6",
-    "steps": 300,
-    "restarts": 4,
-    "candidates": 64,
-    "z_fraction": 0.4,
-    "residual_weight": 0.05,
+    "layer": "layer5",
+    "steps": 800,
+    "restarts": 32,
+    "candidates": 256,
+    "z_fraction": 0.5,
+    "residual_weight": 0.3,
     "lr": 0.05,
-    "residual_lr": 0.02,
+    "residual_lr": 0.06,
     "l1_weight": 0.0,
+    "prior": "cov",
+    "residual_norm": "l1",
 }
 
 
@@ -134,6 +145,8 @@ def fit_photo(
     lr: float = DEFAULTS["lr"],
     residual_lr: float = DEFAULTS["residual_lr"],
     l1_weight: float = DEFAULTS["l1_weight"],
+    prior: str = DEFAULTS["prior"],
+    residual_norm: str = DEFAULTS["residual_norm"],
     seed: int = 0,
     progress: Callable[[int, int, float], object] | None = None,
     cancel: threading.Event | None = None,
@@ -150,8 +163,13 @@ def fit_photo(
         steps: gradient steps in all; the first ``z_fraction`` of them fit ``restarts`` latents
             at once (the best of ``candidates`` random draws), the rest fit the best latent
             and the residual together.
-        residual_weight: weight of the mean squared residual in the objective (larger keeps
-            the residual smaller: edits act more like on samples, the fit is less exact).
+        residual_weight: weight of the residual's size in the objective (larger keeps the
+            residual smaller: edits act more like on samples, the fit is less exact).
+        residual_norm: "l1" (mean absolute value, the default: a sparse residual) or "l2"
+            (mean square) of the residual's coordinates.
+        prior: the residual's coordinates: "none" (the layer's units), "diag" (units scaled
+            by their spread) or "cov" (whitened by the units' covariance over the candidates'
+            features: cheap along the directions the units vary together).
         lr, residual_lr: Adam step sizes of the latent and of the residual (cosine decay).
         l1_weight: weight of a mean absolute pixel error added to the mean squared one.
         seed: the candidates' random draw; equal arguments give equal results on one machine.
@@ -169,6 +187,10 @@ def fit_photo(
     ]:  # fmt: skip
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    if prior not in ("cov", "diag", "none"):
+        raise ValueError(f"prior must be 'cov', 'diag' or 'none'; got {prior!r}")
+    if residual_norm not in ("l1", "l2"):
+        raise ValueError(f"residual_norm must be 'l1' or 'l2'; got {residual_norm!r}")
     if z_fraction > 1:
         raise ValueError(f"z_fraction must be in [0, 1]; got {z_fraction!r}")
     z_dim = getattr(model, "z_dim", None)
@@ -182,7 +204,7 @@ def fit_photo(
     settings = dict(
         layer=layer, steps=steps, restarts=restarts, candidates=candidates, z_fraction=z_fraction,
         residual_weight=residual_weight, lr=lr, residual_lr=residual_lr, l1_weight=l1_weight,
-        seed=seed,
+        prior=prior, residual_norm=residual_norm, seed=seed,
     )  # fmt: skip
     device = _device(model)
     image = _as_float_image(image)
@@ -199,32 +221,49 @@ def fit_photo(
         raise ValueError(f"model must draw images (N, 3, H, W); got {tuple(first.shape)}")
     target = _fit_size(image, tuple(first.shape[-2:])).to(device)
 
-    def loss_per_image(y):
+    def loss_per_image(y, pool=1):
         err = y - target
+        if pool > 1:
+            err = F.avg_pool2d(err, pool)
         loss = err.square().mean((1, 2, 3))
         if l1_weight:
             loss = loss + l1_weight * err.abs().mean((1, 2, 3))
         return loss
 
     owner = threading.get_ident()
-    residual = torch.zeros(features.shape[1:], device=device)
+    current = {"r": torch.zeros(features.shape[1:], device=device)}
+    gathered: list[torch.Tensor] = []
 
     def add_residual(out):
-        return out + residual if threading.get_ident() == owner else out
+        if threading.get_ident() != owner:
+            return out
+        if gathered is not None and not out.requires_grad:
+            gathered.append(out.detach())
+        return out + current["r"]
 
     z_steps = round(steps * z_fraction)
     losses: list[float] = []
     with hooked(model, edit={layer: [add_residual]}):
         with torch.no_grad():
             scores = torch.cat([loss_per_image(model(c)) for c in zs.split(64)])
-        z = zs[scores.argsort()[:restarts]].clone().requires_grad_(True)
+        mix = _mixing(torch.cat(gathered), prior)  # residual = mix @ u at each position
+        gathered = None
+        loss, order = scores.sort()
+        z = zs[order[:restarts]].clone().requires_grad_(True)
+        loss = loss[:restarts]
 
-        # phase 1: the best latents, refined together; the residual is still zero
+        # phase 1: the best latents, refined together (the residual is still zero); first on
+        # 4x4-pooled pixels (the layout), after a quarter of the steps only the best quarter
         adam = _Adam([z], [lr])
         for i in range(z_steps):
             if cancel is not None and cancel.is_set():
                 return None
-            loss = loss_per_image(model(z))
+            if i == z_steps // 4 and len(z) > 1:  # `loss`: of the step before
+                keep = loss.detach().argsort()[: max(1, len(z) // 4)]
+                z = z.detach()[keep].clone().requires_grad_(True)
+                adam.keep(keep, z)
+            y = model(z)
+            loss = loss_per_image(y, pool=4 if i < z_steps // 2 else 1)
             adam.step(torch.autograd.grad(loss.sum(), [z]), _cosine(i, z_steps))
             losses.append(float(loss.detach().min()))
             if progress is not None:
@@ -233,19 +272,23 @@ def fit_photo(
             best = loss_per_image(model(z)).argmin() if z_steps else 0
             z = z[best][None].clone().requires_grad_(True)
 
-        # phase 2: latent and residual together, the residual held small
+        # phase 2: latent and residual together, the residual held small in the metric of
+        # the layer's own feature distribution (cheap along the directions units vary)
         r_steps = steps - z_steps
-        residual.requires_grad_(True)
-        adam = _Adam([z, residual], [lr * 0.2, residual_lr])
+        u = torch.zeros_like(current["r"], requires_grad=True)
+        adam = _Adam([z, u], [lr * 0.2, residual_lr])
         for i in range(r_steps):
             if cancel is not None and cancel.is_set():
                 return None
-            fit = loss_per_image(model(z)).sum()
-            loss = fit + residual_weight * residual.square().mean()
-            adam.step(torch.autograd.grad(loss, [z, residual]), _cosine(i, r_steps))
+            current["r"] = torch.einsum("dc,chw->dhw", mix, u)
+            loss = loss_per_image(model(z)).sum()
+            size = u.abs().mean() if residual_norm == "l1" else u.square().mean()
+            loss = loss + residual_weight * size
+            adam.step(torch.autograd.grad(loss, [z, u]), _cosine(i, r_steps))
             losses.append(float(loss.detach()))
             if progress is not None:
                 progress(len(losses), steps, losses[-1])
+        residual = current["r"] = torch.einsum("dc,chw->dhw", mix, u.detach())
         with torch.no_grad():
             final = model(z)[0]
     if cancel is not None and cancel.is_set():
@@ -261,6 +304,21 @@ def fit_photo(
     )
 
 
+def _mixing(features: torch.Tensor, prior: str) -> torch.Tensor:
+    """(C, C) matrix M such that ``r = M u`` with ``u`` white has the features' covariance
+    (``prior="cov"``), their per-channel variance (``"diag"``), or is ``u`` itself (``"none"``)."""
+    c = features.shape[1]
+    if prior == "none":
+        return torch.eye(c, device=features.device)
+    x = features.transpose(0, 1).reshape(c, -1).double()
+    x = x - x.mean(1, keepdim=True)
+    cov = x @ x.T / max(x.shape[1] - 1, 1)
+    if prior == "diag":
+        return cov.diagonal().clamp_min(1e-8).sqrt().diag().float()
+    cov += 1e-3 * cov.diagonal().mean() * torch.eye(c, device=cov.device, dtype=cov.dtype)
+    return torch.linalg.cholesky(cov).float()
+
+
 class _Adam:
     """Adam written out (torch.optim's first use imports dynamo, which costs seconds)."""
 
@@ -269,6 +327,12 @@ class _Adam:
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
         self.t = 0
+
+    def keep(self, rows, param):
+        """Go on with ``param``, the given rows of the (single) parameter, and their moments."""
+        self.params = [param]
+        self.m = [m[rows] for m in self.m]
+        self.v = [v[rows] for v in self.v]
 
     @torch.no_grad()
     def step(self, grads, scale=1.0):
