@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import threading
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 
@@ -98,6 +99,7 @@ class Session:
         self._shapes: dict[str, tuple[int, int, int]] = {}
         self._levels: dict[str, dict[str, torch.Tensor]] = {}
         self._samples = list(range(8))
+        self._samples_lock = threading.Lock()
         self.image_size = self._probe(layers)
 
     @property
@@ -391,8 +393,24 @@ class Session:
 
     @samples.setter
     def samples(self, seeds):
-        self._samples = checks.seeds(seeds)
+        seeds = checks.seeds(seeds)
+        with self._samples_lock:
+            self._samples = seeds
         self._emit(SessionEvent("samples"))
+
+    def add_samples(self, seeds) -> list[int]:
+        """Append ``seeds`` (e.g. photo ids) to :attr:`samples` in one step, so that threads
+        adding at once all land; notifies observers and returns the new samples.
+
+        >>> s.add_samples(s.invert(picture))                     # doctest: +SKIP
+        [0, 1, 2, 3, 4, 5, 6, 7, 4611686018427387904]
+        """
+        seeds = checks.seeds(seeds)
+        with self._samples_lock:
+            self._samples = [*self._samples, *seeds]
+            now = list(self._samples)
+        self._emit(SessionEvent("samples"))
+        return now
 
     # ------------------------------------------------------------------ edits
     def ablation(self, layer, units, strength=1.0, mask=None, value=0.0) -> Ablation:

@@ -433,3 +433,28 @@ def test_a_refused_push_is_never_seen_by_another_thread():
         watcher.join(30)
     assert s.edits == []
     assert not seen, "another thread saw the refused edit in session.state"
+
+
+def test_samples_added_by_many_threads_all_land():
+    """Widgets append finished photos from their own threads: none may be lost."""
+    session = _session()
+    events = []
+    session.observe(lambda e: events.append(e.kind) if e.kind == "samples" else None)
+    start = threading.Barrier(4)
+
+    def add(k):
+        start.wait()
+        for i in range(50):
+            session.add_samples([1000 * (k + 1) + i])
+
+    threads = [threading.Thread(target=add, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN_S)
+    added = session.samples[8:]
+    assert sorted(added) == sorted(1000 * (k + 1) + i for k in range(4) for i in range(50))
+    assert session.samples[:8] == list(range(8)) and len(events) == 200
+    with pytest.raises(ValueError):
+        session.add_samples([-1])
+    assert len(session.samples) == 208

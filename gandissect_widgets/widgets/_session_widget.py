@@ -252,7 +252,7 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         else:
             if not self._runner.closed:
                 self._photo_ids.extend(ids)  # shown here even with seeds of its own
-                self.session.samples = [*self.session.samples, *ids]
+                self.session.add_samples(ids)
             caption = photo_captions(ids)[0]
             self._say_photo(f"{name} added as {caption} (its reconstruction)", "done")
         if self._photo_queue:
