@@ -530,9 +530,10 @@ def _photo():
 
 The units we found in tutorials 1-3 act on pictures the GAN *generates*. To edit a picture it
 never produced, we first **invert** it, GANPaint style: find a latent whose image is close to
-the picture, then fit a small per-image correction of one layer's features, so that the
-generator's own units still draw the picture. The photo then gets a sample id that
-`generate`, `ablate`, `rewrite`, `dissect` and every widget take like a seed.
+the picture, then fit a small per-image correction of layer5's features, so that the units of
+layer6 (the ones that draw trees and roofs) still draw the picture themselves. The photo then
+gets a sample id that `generate`, `ablate`, `rewrite`, `dissect` and every widget take like a
+seed.
 """),
         code(SETUP),
         code("""
@@ -540,48 +541,50 @@ session = gw.Session.from_zoo("hamlet")
 hamlet = gw.zoo.hamlet
 """),
         md("""
-## A photo
+## Two photos
 
-Our "photo" is a picture of the hamlet world itself, from the held-out seeds the GAN never saw
-(`TEST_SEED_START` on): a village with trees and roofs. With your own picture, load a uint8
-(64, 64, 3) array instead, e.g.
-`np.asarray(PIL.Image.open("my.png").convert("RGB").resize((64, 64)))`.
+Our "photos" are pictures of the hamlet world itself, from the held-out seeds the GAN never saw
+(`TEST_SEED_START` on): a wooded village and one with big roofs. With your own picture, load a
+uint8 (H, W, 3) array instead (it is cropped and resized to 64 x 64), e.g.
+`np.asarray(PIL.Image.open("my.png").convert("RGB"))`, or drop it on a widget (last section).
 """),
         code("""
-pictures, true_maps, _ = hamlet.render([hamlet.TEST_SEED_START + 19])
-gw.ImageGrid(pictures, size=192, captions=["the photo"])
+pictures, true_maps, _ = hamlet.render([hamlet.TEST_SEED_START + 3, hamlet.TEST_SEED_START + 11])
+gw.ImageGrid(pictures, size=192, captions=["wooded", "big roofs"])
 """),
         md("""
-## Invert it
+## Invert them
 
-About 300 optimisation steps: some 40 s on two CPU cores (`progress=True` shows a bar;
-`background=True` returns a Job you can cancel; `steps=` trades time for fidelity).
+About 800 optimisation steps each: some 15 s per picture on two CPU cores (`progress=True`
+shows a bar; `background=True` returns a Job you can cancel; `steps=` trades time for
+fidelity).
 """),
         code("""
 ids = session.invert(pictures, progress=True)
 reconstruction = session.generate(ids)
-psnr = 10 * np.log10(255**2 / ((pictures.astype(float) - reconstruction) ** 2).mean())
-print(f"photo sample id {ids[0]} · reconstruction PSNR {psnr:.1f} dB")
+err = (pictures.astype(float) - reconstruction) ** 2
+psnr = 10 * np.log10(255**2 / err.mean(axis=(1, 2, 3)))
+print(f"photo sample ids {ids} · reconstruction PSNR {psnr.round(1)} dB")
 gw.ImageGrid(np.concatenate([pictures, reconstruction]), columns=2, size=192,
-             captions=["the photo", "its inversion"])
+             captions=["wooded", "big roofs", "its inversion", "its inversion"])
 """),
         code("""
-# check: the inversion is faithful, and the segmenter sees the same trees and roofs
+# check: the inversions are faithful, and the segmenter sees the same trees and roofs
 C = session.segmenter.concepts
 TREE, ROOF = C.index("tree"), C.index("roof")
-seg = np.asarray(session.segmenter.segment(reconstruction))[0]
-truth = np.asarray(true_maps)[0]
+seg = np.asarray(session.segmenter.segment(reconstruction))
+truth = np.asarray(true_maps)
 for name, k in (("tree", TREE), ("roof", ROOF)):
     iou = ((seg == k) & (truth == k)).sum() / ((seg == k) | (truth == k)).sum()
-    print(f"{name}: {(truth == k).sum()} pixels in the photo, IoU with the inversion's {iou:.2f}")
+    print(f"{name}: {(truth == k).sum()} pixels in the photos, IoU with the inversions' {iou:.2f}")
     assert iou > 0.6
-assert psnr > 22
+assert psnr.min() > 24
 """),
         md("""
 ## The units that draw its trees
 
 Dissect layer6 on generated samples (cached after tutorial 1) and take the ten units that
-match trees best, as in tutorial 2. Then switch them off **on the photo**:
+match trees best, as in tutorial 2. Then switch them off **on the photos**:
 """),
         code("""
 LAYER = "layer6"
@@ -590,47 +593,64 @@ trees = dissection.ranked_for("tree")[:10]
 with session.temporarily(session.ablation(LAYER, trees)):
     no_trees = session.generate(ids)
 gw.ImageGrid(np.concatenate([reconstruction, no_trees]), columns=2, size=192,
-             captions=["inverted photo", "10 tree units off"])
+             captions=["inverted", "inverted", "10 tree units off", "10 tree units off"])
 """),
         code("""
-# check: the tree pixels of the photo drop
-after = np.asarray(session.segmenter.segment(no_trees))[0]
-before_n, after_n = (seg == TREE).sum(), (after == TREE).sum()
+# check: the wooded photo loses its trees
+after = np.asarray(session.segmenter.segment(no_trees))
+before_n, after_n = (seg[0] == TREE).sum(), (after[0] == TREE).sum()
 print(f"tree pixels {before_n} -> {after_n} ({1 - after_n / before_n:.0%} removed)")
-assert after_n < 0.75 * before_n
+assert after_n < 0.25 * before_n
 """),
         md("""
-Fewer trees go than on generated samples (tutorial 2 removes about 90% with these ten units):
-part of the photo lives in its per-image correction of layer6, which no unit controls. Try the
-`AblationPanel` on the photo: `gw.AblationPanel(session, LAYER, units=trees, seeds=ids)`.
+The photo's correction was fitted to layer5, which *feeds* these units, so they draw the
+photo's trees themselves. It does not always go this well: on 50 held-out pictures the top
+three tree units remove 55% of the tree pixels (80% on generated samples), some pictures
+losing all of them and some almost none (BENCHMARKS.md, "Photo inversion"). Try the
+`AblationPanel` on the photos: `gw.AblationPanel(session, LAYER, units=trees, seeds=ids)`.
 
 ## A tree on its roof
 
-Rewriting changes the generator's *rule*, so it reaches the photo too. Tutorial 3's example
+Rewriting changes the generator's *rule*, so it reaches the photos too. Tutorial 3's example
 rule (copy a tree from one generated sample, paste it on a roof, with a few roofs as context)
-was made on generated samples only; apply it and look at the photo:
+was made on generated samples only; apply it and look at the photos:
 """),
         code("""
 rule = hamlet.example_rule(session)
 edit = session.rewrite(rule["layer"], **rule["request"])
 roof_trees = session.generate(ids)
 gw.ImageGrid(np.concatenate([reconstruction, roof_trees]), columns=2, size=192,
-             captions=["inverted photo", "trees on roofs"])
+             captions=["inverted", "inverted", "trees on roofs", "trees on roofs"])
 """),
         code("""
-# check: most of the photo's roof pixels now show a tree; undo restores the photo bit for bit
-changed = np.asarray(session.segmenter.segment(roof_trees))[0]
-share = (changed[seg == ROOF] == TREE).mean()
-print(f"{(seg == ROOF).sum()} roof pixels; {share:.0%} became tree")
+# check: most of the big roofs now show a tree; undo restores the photos bit for bit
+changed = np.asarray(session.segmenter.segment(roof_trees))
+share = (changed[1][seg[1] == ROOF] == TREE).mean()
+print(f"{(seg[1] == ROOF).sum()} roof pixels; {share:.0%} became tree")
 assert share > 0.5
 session.undo()
 assert np.array_equal(session.generate(ids), reconstruction)
 """),
         md("""
+Big roofs take the rule best; on 50 held-out pictures 41.5% of the roof pixels turn to tree
+(86% on generated samples): the roofs the correction adds do not all look like the roofs the
+rule was fitted on.
+"""),
+        md("""
 A rule can also be made on the photo itself: photo ids go wherever a seed goes, e.g. copy the
 example's tree, paste it at the middle of the photo's roof and give the photo's roof as context:
-`session.rewrite("layer6", copy=rule["request"]["copy"], paste=(ids[0], (y, x)),
-context=[(ids[0], seg == ROOF)])`.
+`session.rewrite("layer6", copy=rule["request"]["copy"], paste=(ids[1], (y, x)),
+context=[(ids[1], seg[1] == ROOF)])`.
+
+## Drop your own photo on a widget
+
+Widgets take photos too: drop a PNG or JPEG onto the samples below (or press **add photo…**).
+It is inverted in the background, with a progress line and a cancel button, and joins
+`session.samples` as "photo 2" in every widget of this session. Ours are already there:
+"""),
+        code("""
+session.add_samples(ids)
+gw.UnitBrowser(session, LAYER, columns=5, size=96)
 """),
     ]
 
