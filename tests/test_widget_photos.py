@@ -379,3 +379,38 @@ def test_a_photo_dropped_right_after_cancel_is_still_inverted(session, picture, 
     finally:
         gate.set()
         browser.close()
+
+
+def test_a_queued_photo_that_cannot_start_lets_the_next_one_start(session, picture, monkeypatch):
+    """Photos wait behind a running inversion; if the next one cannot start, it says why and
+    the one behind it starts (it used to wait until another photo was dropped)."""
+    from gandissect_widgets.jobs import Job
+
+    gate, calls = threading.Event(), []
+
+    def invert(picture, background, **settings):
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise ValueError("this picture cannot be inverted")
+        ids = [PHOTO_BASE + len(calls) // 2]
+
+        def work(job):
+            gate.wait(30)
+            job.step()
+            return ids
+
+        return Job(work, total=1)
+
+    monkeypatch.setattr(session, "invert", invert)
+    browser = UnitBrowser(session, "layer4")
+    try:
+        for name in ("a.png", "b.png", "c.png"):
+            _drop(browser, _encode(picture), name)
+        assert browser.photo_status.endswith("(2 waiting)")
+        gate.set()
+        _wait_until(lambda: "c.png added as photo 1" in browser.photo_status)
+        assert calls == [0, 1, 2]
+        assert session.samples == [*range(8), PHOTO_BASE, PHOTO_BASE + 1]
+    finally:
+        gate.set()
+        browser.close()

@@ -62,6 +62,11 @@ def decode_photo(data, name: str = "photo") -> np.ndarray:
         raise ValueError(f"cannot decode {name}: {err}") from None
 
 
+def failed(name: str, err: BaseException) -> str:
+    """The line a view shows when work on photo ``name`` raised ``err``."""
+    return f"{name}: {type(err).__name__}: {str(err).strip(chr(39))}"
+
+
 class PhotoDrop(t.HasTraits):
     """Traits and message handling for a view that takes photos (``accept_photos``).
 
@@ -120,7 +125,7 @@ class PhotoDrop(t.HasTraits):
             try:
                 callback(picture, name)
             except (ValueError, KeyError, TypeError, OSError) as err:
-                self._say_photo(f"{name}: {type(err).__name__}: {str(err).strip(chr(39))}", "error")
+                self._say_photo(failed(name, err), "error")
                 return
 
     def cancel_photo(self) -> None:

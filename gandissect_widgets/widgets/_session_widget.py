@@ -31,7 +31,7 @@ from ..sources import PHOTO_BASE
 from ._grid import lut_bytes
 from ._latest import Latest
 from ._owner import Owner, closes_on_failure
-from ._photos import PhotoDrop
+from ._photos import PhotoDrop, failed
 from ._validate import InvalidValue
 
 __all__ = [
@@ -247,7 +247,7 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
             self._say_photo(f"inverting {name} was cancelled; nothing was added", "")
         except Exception as err:
             self._photo_queue.clear()
-            self._say_photo(f"{name}: {type(err).__name__}: {str(err).strip(chr(39))}", "error")
+            self._say_photo(failed(name, err), "error")
             return
         else:
             if not self._runner.closed:
@@ -255,12 +255,13 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
                 self.session.add_samples(ids)
             caption = photo_captions(ids)[0]
             self._say_photo(f"{name} added as {caption} (its reconstruction)", "done")
-        if self._photo_queue:
+        while self._photo_queue:  # the next one that starts; one that cannot says why
             picture, following = self._photo_queue.pop(0)
             try:
                 self._start_photo(picture, following)
+                break
             except (ValueError, KeyError, TypeError, OSError) as err:
-                self._say_photo(f"{following}: {type(err).__name__}: {err}", "error")
+                self._say_photo(failed(following, err), "error")
 
     def cancel_photo(self) -> None:
         """Stop inverting dropped photos (the running one and those waiting)."""
