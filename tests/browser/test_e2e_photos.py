@@ -30,6 +30,7 @@ from .test_e2e_jupyter import (
     _diagnostics,
     _on_screen,
     _ours,
+    _screenshot,
     _write_notebook,
 )
 
@@ -168,6 +169,7 @@ def test_chosen_and_dropped_photos_join_the_samples(photo_page, jupyter, tmp_pat
         widget.locator(".gw-photo-input").set_input_files(str(notes))
         _wait_text(status, "notes.png is not a PNG or JPEG image")
         assert status.get_attribute("data-kind") == "error"
+        _screenshot(page, widget, f"photos_{jupyter.frontend}")  # with GW_SCREENSHOTS=<dir>
 
         state = nb.run(STATE_CELL)
         photos = [PHOTO_BASE, PHOTO_BASE + 1]
