@@ -159,7 +159,8 @@ def fit_photo(
         image: uint8 (H, W, 3) (or (H, W, 4), alpha dropped), numpy or torch; or a float
             tensor (3, H, W) in [-1, 1]. Centre-cropped to a square and resized (antialiased)
             to the model's output size when it differs.
-        layer: the layer whose output gets the residual.
+        layer: the layer whose output gets the residual: best the layer *before* the one
+            whose units you will ablate or rewrite, so they draw what the residual adds.
         steps: gradient steps in all; the first ``z_fraction`` of them fit ``restarts`` latents
             at once (the best of ``candidates`` random draws), the rest fit the best latent
             and the residual together.
@@ -167,9 +168,9 @@ def fit_photo(
             residual smaller: edits act more like on samples, the fit is less exact).
         residual_norm: "l1" (mean absolute value, the default: a sparse residual) or "l2"
             (mean square) of the residual's coordinates.
-        prior: the residual's coordinates: "none" (the layer's units), "diag" (units scaled
-            by their spread) or "cov" (whitened by the units' covariance over the candidates'
-            features: cheap along the directions the units vary together).
+        prior: the residual's coordinates: "cov" (the default: whitened by the units'
+            covariance over the candidates' features, so cheap along the directions the units
+            vary together), "diag" (units scaled by their spread) or "none" (the units).
         lr, residual_lr: Adam step sizes of the latent and of the residual (cosine decay).
         l1_weight: weight of a mean absolute pixel error added to the mean squared one.
         seed: the candidates' random draw; equal arguments give equal results on one machine.
