@@ -66,6 +66,23 @@ def browser():
         chromium.close()
 
 
+def block_the_network(page, url: str, *, allow_data: bool = False) -> list[str]:
+    """Let ``page`` load only ``url`` (and ``data:`` URLs with ``allow_data``): every other
+    request is aborted and its URL appended to the returned list, which an offline test
+    expects empty."""
+    blocked: list[str] = []
+
+    def route(r):
+        if r.request.url == url or (allow_data and r.request.url.startswith("data:")):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return blocked
+
+
 @pytest.fixture(scope="session")
 def harness_url():
     """URL of harness.html, served from 127.0.0.1 by a background http.server."""

@@ -10,6 +10,8 @@ import pytest
 from gandissect_widgets import report
 from gandissect_widgets.widgets import AblationPanel, RuleEditor, UnitBrowser
 
+from .conftest import block_the_network
+
 pytestmark = pytest.mark.browser
 
 _LIT = """el => [...el.querySelectorAll('.gw-grid canvas')].map((c) => {
@@ -46,17 +48,9 @@ def test_saved_widgets_replay_their_state_with_controls_disabled(browser, gen_se
     path.write_text(_page(widgets))
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     page = context.new_page()
-    url, requests, errors = path.as_uri(), [], []
+    url, errors = path.as_uri(), []
     page.on("pageerror", lambda e: errors.append(str(e)))
-
-    def route(r):
-        if r.request.url == url:
-            r.continue_()
-        else:
-            requests.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
+    requests = block_the_network(page, url)
     page.goto(url)
     for css, grids in ((".gw-unit-browser", 12), (".gw-ablation-panel", 8), (".gw-rule-editor", 4)):
         el = page.locator(css)

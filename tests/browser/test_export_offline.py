@@ -11,6 +11,8 @@ import pytest
 
 from gandissect_widgets import cli
 
+from .conftest import block_the_network
+
 pytestmark = pytest.mark.browser
 
 _LIT = """() => [...document.querySelectorAll('.widget-subarea canvas')].map((c) => {
@@ -55,17 +57,9 @@ def test_exported_widgets_render_offline(browser, exported):
     context = browser.new_context(viewport={"width": 1000, "height": 800})
     page = context.new_page()
     url = exported.as_uri()
-    requests, errors = [], []
+    errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-
-    def route(r):
-        if r.request.url == url or r.request.url.startswith("data:"):
-            r.continue_()
-        else:
-            requests.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
+    requests = block_the_network(page, url, allow_data=True)
     page.goto(url)
     page.wait_for_function(f"() => ({_LIT})().length === 3 && ({_LIT})().every(n => n > 0)")
     context.close()

@@ -13,6 +13,8 @@ from gandissect_widgets import report
 from gandissect_widgets.widgets import ImageGrid
 from gandissect_widgets.widgets.snapshot import snapshot_ablation, snapshot_units
 
+from .conftest import block_the_network
+
 pytestmark = pytest.mark.browser
 
 # For every canvas on the page: its widget's index and how many pixels are not blank.
@@ -76,18 +78,10 @@ def offline(browser, saved_report):
     context = browser.new_context(viewport={"width": 1000, "height": 900}, device_scale_factor=1)
     page = context.new_page()
     url = saved_report.as_uri()
-    requests, errors = [], []
+    errors = []
+    requests = block_the_network(page, url)
     page.on("request", lambda r: r.url != url and requests.append(r.url))
     page.on("pageerror", lambda e: errors.append(str(e)))
-
-    def route(r):
-        if r.request.url == url:
-            r.continue_()
-        else:
-            requests.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
     page.add_init_script(_COUNT_RENDERS)
     page.goto(url)
     views = saved_report.read_text().count(
