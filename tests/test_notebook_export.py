@@ -11,7 +11,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from gandissect_widgets import cli, report
+from gandissect_widgets import cli, jobs, notebook_run, report
 from gandissect_widgets.widgets import ImageGrid
 
 _VIEW = "application/vnd.jupyter.widget-view+json"
@@ -92,3 +92,25 @@ def test_save_report_takes_the_widgets_live_from_the_kernel(tmp_path):
     # with items it is save_html: the widgets given, no notebook needed
     page = report.save_report(tmp_path / "items.html", "# Two", grid).read_text()
     assert grid.model_id in _page_state(page) and "<h1>" in page
+
+
+def test_a_finished_progress_bar_leaves_nothing_in_the_saved_notebook(tmp_path):
+    """tqdm's notebook bar (leave=False) stays in the saved outputs as it was displayed,
+    "0%"; the package's bar (dissections use it) empties its output once done."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(  # jobs.py alone: the kernel need not import torch
+            "import importlib.util\nfrom tqdm.auto import tqdm\n"
+            f"spec = importlib.util.spec_from_file_location('jobs', {jobs.__file__!r})\n"
+            "module = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(module)\n"
+            "progress_bar = module.progress_bar"
+        ),
+        nbformat.v4.new_code_cell(
+            "with tqdm(total=4, desc='plain', leave=False) as bar: bar.update(4)"
+        ),
+        nbformat.v4.new_code_cell("with progress_bar(4, 'ours') as bar: bar.update(4)"),
+    ]
+    notebook_run.execute(nb, tmp_path, progress=False)
+    plain, ours = ([o.get("data", {}) for o in c.outputs] for c in nb.cells[1:])
+    assert plain and plain[0]["text/plain"].startswith("plain:   0%")  # the defect, in tqdm
+    assert [d.get("text/plain") for d in ours] == [""]
