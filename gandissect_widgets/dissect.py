@@ -343,7 +343,7 @@ def dissect(
     expect = {"iou": (c, len(concepts)), "thresholds": (c,), "mean": (c,), "high": (c,)}
 
     def finish(result):
-        session.dissections[layer] = result
+        session.add_dissection(result)
         return result
 
     if executor is not None:

@@ -393,6 +393,12 @@ class Session:
         context_matches, "Samples ranked by how strongly a rule's context matches"
     )
 
+    def add_dissection(self, result) -> None:
+        """Keep ``result`` as its layer's dissection (``session.dissections``) and tell the
+        observers (kind "dissection"): widgets made before it pick up its labels."""
+        self.dissections[result.layer] = result
+        self._emit(SessionEvent("dissection", detail={"layer": result.layer}))
+
     # ------------------------------------------------------------------ samples
     @property
     def samples(self) -> list[int]:

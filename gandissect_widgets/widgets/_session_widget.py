@@ -19,6 +19,7 @@ shows the Session's samples (made without ``seeds=``) shows its reconstruction, 
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 import time
 import weakref
@@ -356,13 +357,15 @@ def photo_captions(seeds) -> list[str]:
 
 
 def parse_units(text: str, count: int) -> list[int]:
-    """'3, 7, 12-15' -> [3, 7, 12, 13, 14, 15]; ValueError naming the valid range.
+    """'3, 7, 12-15' -> [3, 7, 12, 13, 14, 15]; commas, semicolons or spaces separate units.
+    ValueError naming the valid range.
 
-    >>> parse_units("1, 4-6", 10)
-    [1, 4, 5, 6]
+    >>> parse_units("1, 4-6", 10), parse_units("3 7  2 - 4", 10)
+    ([1, 4, 5, 6], [3, 7, 2, 4])
     """
     units: list[int] = []
-    for part in text.replace(";", ",").split(","):
+    text = re.sub(r"\s*-\s*", "-", text.strip())
+    for part in re.split(r"[,;\s]+", text):
         part = part.strip()
         if not part:
             continue

@@ -95,6 +95,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         self.top, self.pool = top, pool
         self.session = session
         has_dissection = layer in session.dissections
+        self._listed = session.dissections.get(layer)
         self.samples_grid = GridData(columns=columns, size=size, encoding="raw")
         self.top_grid = GridData(columns=min(top, 8), size=size // 2 + 16, encoding="raw")
         super().__init__(
@@ -165,8 +166,25 @@ class UnitBrowser(StaticFallback, SessionWidget):
             self.order = order
 
     # ------------------------------------------------------------ drawing
+    def _follow_dissection(self) -> None:
+        """A dissection stored since the list was made (e.g. a browser made before
+        ``session.dissect`` ran, as marimo's cell order does): its labels and IoU sort."""
+        d = self.dissection
+        if d is self._listed:
+            return
+        self._listed = d
+        with self.hold_sync():
+            self.sorts = _SORTS if d is not None else _SORTS[1:]
+            if d is not None and self.sort == "unit":
+                self.sort = "iou"  # fills the list
+            elif self.sort == "iou" and d is None:
+                self.sort = "unit"
+            else:
+                self._fill_list()
+
     def refresh(self) -> None:
-        """Redraw the selected unit for the Session's current edits."""
+        """Redraw the selected unit for the Session's current edits (and its dissection)."""
+        self._follow_dissection()
         u, s = self.unit, self.session
         state = s.state
         acts = s.activations(self.layer, self.seeds, state=state)[:, u]
