@@ -100,3 +100,28 @@ def test_widgets_made_before_the_dissection_pick_it_up(seg_session):
     finally:
         browser.close()
         panel.close()
+
+
+# ---------------------------------------------------------------- 7: what a person reads
+def test_rule_editor_says_why_rank_0_is_refused_and_claims_no_change_before_one(gen_session):
+    from gandissect_widgets.widgets import RuleEditor
+
+    editor = RuleEditor(gen_session, "layer2", seeds=range(2), stat_samples=16, cache=False)
+    try:
+        assert editor.canvas_caption == "painting on sample #0", editor.canvas_caption
+        editor.set_state({"rank": 0})  # what the page sends for a typed 0
+        assert editor.rank == 1 and editor.status_kind == "error"
+        assert "rank must be >= 1; got 0" in editor.status, editor.status
+    finally:
+        editor.close()
+
+
+def test_photo_ids_read_as_photo_k():
+    from gandissect_widgets.sources import PHOTO_BASE
+    from gandissect_widgets.widgets._session_widget import sample_name
+
+    assert PHOTO_BASE > 10**18  # the id nobody should have to read
+    assert [sample_name(PHOTO_BASE), sample_name(PHOTO_BASE + 2, short=True)] == [
+        "photo 0",
+        "photo 2",
+    ]

@@ -284,6 +284,15 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         return proposal["value"]
 
     # ------------------------------------------------------------ status
+    def set_state(self, sync_data) -> None:
+        """State from the page; a value the widget refuses (rank 0, a unit out of range) is
+        said in the status, and the page gets the value kept, instead of a silent change."""
+        try:
+            super().set_state(sync_data)
+        except InvalidValue as err:
+            self._say(f"{err}; kept the previous value", "error")
+            self.send_state([k for k in sync_data if k in self.keys])
+
     def _say(self, text: str, kind: str = "") -> None:
         with self.hold_sync():
             self.status, self.status_kind = text, kind
@@ -342,6 +351,19 @@ def check_invert_settings(settings, session=None) -> dict:
     if session is not None and "layer" in settings:
         settings["layer"] = session.check_layer(settings["layer"])
     return settings
+
+
+def sample_name(seed, short: bool = False) -> str:
+    """How a person reads a sample id: "photo k" for a dropped photo, else "sample #s"
+    ("#s" with ``short``); a photo's id itself is a large number nobody should see.
+
+    >>> sample_name(3), sample_name(3, short=True), sample_name(PHOTO_BASE + 1)
+    ('sample #3', '#3', 'photo 1')
+    """
+    seed = int(seed)
+    if seed >= PHOTO_BASE:
+        return f"photo {seed - PHOTO_BASE}"
+    return f"#{seed}" if short else f"sample #{seed}"
 
 
 def photo_captions(seeds) -> list[str]:

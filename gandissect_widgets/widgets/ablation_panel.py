@@ -27,6 +27,7 @@ from ._session_widget import (
     closes_on_failure,
     parse_units,
     photo_captions,
+    sample_name,
     touch,
 )
 from ._validate import InvalidValue, in_range
@@ -117,7 +118,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         seed = self.seeds[0]
         self.canvas = CanvasPart(self, session.generate([seed], state=session.state)[0], brush=6)
         self.canvas_caption = (
-            f"Paint on sample #{seed}: the edit then applies only inside the painted region, "
+            f"Paint on {sample_name(seed)}: the edit then applies only inside the painted region, "
             "at the same place on every sample (outlined on the edited side)."
         )
         self._bind(session, invert_settings)

@@ -25,6 +25,7 @@ from ._session_widget import (
     check_invert_settings,
     closes_on_failure,
     photo_captions,
+    sample_name,
 )
 from ._validate import InvalidValue
 
@@ -199,7 +200,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         top_acts = s.activations(self.layer, top_seeds, state=state)[:, u]
         self.top_grid.set_images(s.generate(top_seeds, state=state))
         self.top_grid.set_heatmaps(top_acts, vmin=0.0, vmax=vmax, threshold=threshold)
-        self.top_grid.captions = [f"#{seed}" for seed in top_seeds]
+        self.top_grid.captions = [sample_name(seed, short=True) for seed in top_seeds]
         if self.unit != u:
             return  # a newer unit was chosen meanwhile: its render follows
         with self.hold_sync():
