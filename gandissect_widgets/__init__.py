@@ -1,8 +1,10 @@
 """gandissect-widgets: look inside generative and classifier networks, and edit how they behave.
 
 >>> import gandissect_widgets as gw
->>> session = gw.Session.from_zoo("hamlet")      # doctest: +SKIP
->>> gw.UnitBrowser(session, "layer4")            # doctest: +SKIP
+>>> session = gw.Session.from_zoo("hamlet")
+>>> browser = gw.UnitBrowser(session, "layer4", seeds=range(4))
+>>> browser.unit, browser.info.split(" · ")[0]
+(0, 'unit 0')
 """
 
 from . import render, stats, zoo

@@ -4,7 +4,8 @@
     gandissect-widgets report --model hamlet --out out/hamlet_report.html
     gandissect-widgets export lab.ipynb --out lab.html      # an executed notebook, offline
 
->>> main(["dissect", "--model", "hamlet", "--samples", "200", "--out", "d.html"])  # doctest: +SKIP
+>>> main(["dissect", "--model", "hamlet", "--samples", "64", "--units", "2", "--out", "d.html",
+...       "--quiet"])
 0
 """
 

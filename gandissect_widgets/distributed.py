@@ -8,6 +8,8 @@ the same).  Shards merge here in a fixed tree order, so the result is the same b
 many workers ran them.  Workers rebuild the Session from its ``recipe`` (a small picklable
 callable, e.g. a zoo name) plus the State's edits; the model itself is never pickled.
 
+Not run in the tests (it starts a Dask cluster; tests/test_distributed.py runs small ones):
+
 >>> from dask.distributed import Client, LocalCluster             # doctest: +SKIP
 >>> client = Client(LocalCluster(n_workers=2, threads_per_worker=1))  # doctest: +SKIP
 >>> session.dissect("layer4", n=10_000, executor=client.get_executor())  # doctest: +SKIP

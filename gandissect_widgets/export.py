@@ -36,10 +36,16 @@ unit, so otherwise zeroing weights would not zero the unit). Those units' rows o
 weight and their biases are set to zero. Every other output edit is refused.
 
 Example:
-    >>> s = gw.Session.from_zoo("hamlet")                       # doctest: +SKIP
-    >>> s.rewrite("layer6", context, copy, paste)               # doctest: +SKIP
-    >>> s.export("hamlet-edited.safetensors")                   # doctest: +SKIP
-    >>> g = gw.zoo.load("hamlet-edited.safetensors")            # doctest: +SKIP
+    >>> s = gw.Session.from_zoo("hamlet")    # roof3, tree1: masks painted on samples 3 and 1
+    >>> edit = s.rewrite("layer6", [(3, roof3)], (1, tree1), (3, (20, 30)), steps=20,
+    ...                  stat_samples=100)
+    >>> s.export("hamlet-edited.safetensors")
+    PosixPath('hamlet-edited.safetensors')
+    >>> g = gw.zoo.load("hamlet-edited.safetensors")
+    >>> z = s.latents([3])
+    >>> with torch.no_grad():
+    ...     print(torch.allclose(g.eval()(z), s.run(z)[0].cpu(), atol=1e-5))
+    True
 """
 
 from __future__ import annotations
@@ -217,8 +223,9 @@ def export(session, path, *, dtype: torch.dtype | None = None) -> Path:
     each active output edit that cannot be folded into the weights exactly, and for a file
     name it cannot write.
 
-    >>> s.export("church-edited.pt")        # doctest: +SKIP
-    PosixPath('church-edited.pt')
+    >>> edit = s.ablate("layer4", [3, 12])   # removed completely: folds into the weights
+    >>> s.export("hamlet-edited.pt")
+    PosixPath('hamlet-edited.pt')
     """
     path = Path(path).expanduser()
     model = session.model

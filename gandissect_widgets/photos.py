@@ -5,6 +5,8 @@ the Session keeps answering meanwhile; each photo then gets a sample id (from ``
 ``generate``, ``activations``, ``dissect``, ``ablate``, ``rewrite`` and the widgets take like a
 seed.
 
+Not run in the tests (inverting takes minutes on a CPU; tests/test_photos.py covers it):
+
 >>> ids = session.invert(pictures)                        # doctest: +SKIP
 >>> session.generate(ids)                                 # doctest: +SKIP
 """

@@ -5,8 +5,10 @@ both inlined from ``report_assets/`` (no CDN, no kernel, no network request). Li
 widgets become :class:`~gandissect_widgets.widgets.snapshot.Snapshot` pages first.
 
 >>> import gandissect_widgets as gw
->>> gw.save_html("lab.html", "# Hamlet", session.dissect("layer4"), gw.UnitBrowser(session,
-...     "layer4"), title="hamlet")                                        # doctest: +SKIP
+>>> d = session.dissect("layer4", n=64, progress=False)
+>>> gw.save_html("lab.html", "# Hamlet", d, gw.ImageGrid(session.generate(range(4))),
+...              title="hamlet")
+PosixPath('lab.html')
 """
 
 from __future__ import annotations
@@ -126,7 +128,9 @@ def unit_table(dissection, session=None, *, units=None, top: int = 4, size: int 
     """HTML table, a row per unit: label, IoU, threshold and (given the ``session``) its
     ``top`` images with heatmap overlays. ``units`` default to all, best IoU first.
 
-    >>> gw.save_html("d.html", gw.report.unit_table(d, session))   # doctest: +SKIP
+    >>> d = session.dissect("layer4", n=64, progress=False)
+    >>> gw.save_html("d.html", gw.report.unit_table(d, session, units=[3, 12]))
+    PosixPath('d.html')
     """
     order = dissection.best_iou.argsort(descending=True).tolist()
     units = order if units is None else list(units)
@@ -234,7 +238,12 @@ def save_html(path, *items, title: str = "gandissect-widgets report") -> pathlib
     plot + unit table), UnitBrowser / AblationPanel (saved as snapshots you can still switch),
     and any ipywidget (saved by state, e.g. an ImageGrid).
 
-    >>> gw.save_html("report.html", "# Notes", fig, grid, title="my lab")   # doctest: +SKIP
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots(figsize=(2, 2)); bars = ax.bar(["a", "b"], [3, 5])
+    >>> grid = gw.ImageGrid(session.generate(range(4)), captions=list("abcd"))
+    >>> gw.save_html("report.html", "# Notes", fig, grid, title="my lab")
+    PosixPath('report.html')
+    >>> plt.close(fig)
     """
     path = check_out_path(path)
     page = to_html(*items, title=title)
@@ -302,8 +311,11 @@ def export_notebook(
     (require.js, the widget renderer, MathJax, mermaid) dropped and the assets of
     :func:`save_html` inlined. Returns the path written.
 
+    Not run here (it needs a notebook file and starts a kernel; tests/test_notebook_export.py
+    runs it):
+
     >>> export_notebook("lab.ipynb", "lab.html", log=print)   # doctest: +SKIP
-    ran lab.ipynb headless (it had no saved widget state): 12 code cells in 9.3 s
+    ran lab.ipynb headless (1 widget output(s) had no saved state): 12 code cells in 9.3 s
     PosixPath('lab.html')
     """
     import nbformat
@@ -363,10 +375,14 @@ def save_report(path, *items, title: str = "gandissect-widgets report", notebook
     Jupyter started this kernel for) gives the cells and outputs, so save it first (Ctrl+S);
     nothing is run again. Returns the path written.
 
+    >>> grid = gw.ImageGrid(session.generate(range(4)))
+    >>> gw.save_report("two.html", "# Two widgets", grid, gw.PaintCanvas(size=64))
+    PosixPath('two.html')
+
+    The running notebook (not run here: it needs the kernel of a saved notebook):
+
     >>> gw.save_report("lab.html")                     # doctest: +SKIP
     PosixPath('lab.html')
-    >>> gw.save_report("two.html", browser, panel)     # doctest: +SKIP
-    PosixPath('two.html')
     """
     if items:
         return save_html(path, *items, title=title)

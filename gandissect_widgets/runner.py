@@ -65,7 +65,9 @@ class Runner:
     def at(self, state: State):
         """Hold the lock with the model's weights at ``state``; the live weights come back after.
 
-        >>> with runner.at(state):            # doctest: +SKIP
+        >>> import copy
+        >>> runner, state = s.runner, s.state
+        >>> with runner.at(state):
         ...     block = copy.deepcopy(runner.model.layer6)
         """
         with self.lock:

@@ -13,11 +13,14 @@ statistics and directions), ``fit`` (the optimisation), ``search`` (where a rule
 
 >>> import gandissect_widgets as gw
 >>> from gandissect_widgets import rewrite as rw
->>> s = gw.Session.from_zoo("hamlet")                                  # doctest: +SKIP
+>>> s = gw.Session.from_zoo("hamlet")     # roof3 etc.: masks painted on samples 3, 9 and 1
 >>> edit = rw.rewrite(s, "layer6", context=[(3, roof3), (9, roof9)],
-...                   copy=(1, tree1), paste=(3, (20, 30)))            # doctest: +SKIP
->>> edit.save("trees-on-roofs.npz"); s.undo()                          # doctest: +SKIP
->>> s.push(rw.load_edit("trees-on-roofs.npz"))                         # doctest: +SKIP
+...                   copy=(1, tree1), paste=(3, (20, 30)), steps=50, stat_samples=100)
+>>> edit.save("trees-on-roofs.npz"); s.undo() is edit
+PosixPath('trees-on-roofs.npz')
+True
+>>> s.push(rw.load_edit("trees-on-roofs.npz")).describe()
+'rewrite layer6 (rank 1)'
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ def rewrite(session, layer: str, context, copy=None, paste=None, **kwargs) -> Re
     weight changes.
 
     >>> edit = rewrite(s, "layer6", context=[(3, roof3)], copy=(1, tree1),
-    ...                paste=(3, (20, 30)), rank=1)                    # doctest: +SKIP
+    ...                paste=(3, (20, 30)), rank=1, steps=50, stat_samples=100)
+    >>> s.edits == [edit]
+    True
     """
     edit = make_rewrite(session, layer, context, copy, paste, **kwargs)
     return None if edit is None else session.push(edit)

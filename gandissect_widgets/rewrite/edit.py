@@ -1,6 +1,12 @@
 """The Rewrite edit (a rank-r change of one conv weight) and its file format (.npz).
 
->>> edit.save("rule.npz"); session.push(load_edit("rule.npz"))      # doctest: +SKIP
+>>> edit = session.rewrite("layer6", [(3, roof3)], (1, tree1), (3, (20, 30)), steps=20,
+...                        stat_samples=100)
+>>> edit.save("rule.npz"); session.undo() is edit
+PosixPath('rule.npz')
+True
+>>> session.push(load_edit("rule.npz")).describe()
+'rewrite layer6 (rank 1)'
 """
 
 from __future__ import annotations
@@ -75,7 +81,10 @@ class Rewrite(WeightEdit):
     def save(self, path) -> Path:
         """Write the request, the factors of the delta and the fingerprint to ``path`` (.npz).
 
-        >>> edit.save("rule.npz")        # doctest: +SKIP
+        >>> edit = session.rewrite("layer6", [(3, roof3)], (1, tree1), (3, (20, 30)),
+        ...                        steps=20, stat_samples=100)
+        >>> edit.save("rule.npz")
+        PosixPath('rule.npz')
         """
         req = self.request
         arrays = {
@@ -108,7 +117,12 @@ def load_edit(path) -> Rewrite:
 
     No optimisation runs; pushing onto a model with other weights raises ValueError.
 
-    >>> session.push(load_edit("rule.npz"))     # doctest: +SKIP
+    >>> edit = session.rewrite("layer6", [(3, roof3)], (1, tree1), (3, (20, 30)), steps=20,
+    ...                        stat_samples=100)
+    >>> path = edit.save("rule.npz"); session.undo() is edit
+    True
+    >>> session.push(load_edit("rule.npz")).layer
+    'layer6'
     """
     with np.load(path, allow_pickle=False) as f:
         a = {k: f[k] for k in f.files}

@@ -1,7 +1,8 @@
 """Fitting a rewrite: the goal from copy and paste, and Adam on the low-rank factor Lambda.
 
->>> edit = make_rewrite(s, "layer6", [(3, roof)], (1, tree), (3, (20, 30)))  # doctest: +SKIP
->>> with s.temporarily(edit): preview = s.generate([3])                    # doctest: +SKIP
+>>> edit = make_rewrite(s, "layer6", [(3, roof3)], (1, tree1), (3, (20, 30)), steps=50,
+...                     stat_samples=100)
+>>> with s.temporarily(edit): preview = s.generate([3])
 """
 
 from __future__ import annotations
@@ -93,8 +94,11 @@ def make_rewrite(
 ) -> Rewrite | None:
     """Compute a :class:`Rewrite` without applying it (see :func:`rewrite`); None if cancelled.
 
-    >>> edit = make_rewrite(s, "layer6", [(3, roof)], (1, tree), (3, (20, 30)))  # doctest: +SKIP
-    >>> with s.temporarily(edit): preview = s.generate([3])                    # doctest: +SKIP
+    >>> edit = make_rewrite(s, "layer6", [(3, roof3)], (1, tree1), (3, (20, 30)), steps=50,
+    ...                     stat_samples=100)
+    >>> with s.temporarily(edit): preview = s.generate([3])
+    >>> s.edits  # nothing applied
+    []
     """
     t0 = time.perf_counter()
     req = check_request(session, layer, context, copy, paste, rank, steps, lr)

@@ -2,7 +2,7 @@
 
 Every check runs before any work, so bad input raises with nothing changed.
 
->>> conv_of(session, "layer6")                            # doctest: +SKIP
+>>> conv_of(session, "layer6")
 ('layer6.conv', 'conv.weight')
 """
 

@@ -5,10 +5,17 @@ The panel PREVIEWS its edit on its own samples and never changes the Session unt
 shows whether its edit is applied, and notices when it is undone elsewhere.
 
 >>> import gandissect_widgets as gw
->>> s = gw.Session.from_zoo("hamlet")                       # doctest: +SKIP
->>> panel = gw.AblationPanel(s, "layer4", units=[3, 12])    # doctest: +SKIP
->>> panel.strength = 0.5; panel.wait()                      # doctest: +SKIP
->>> panel.apply()                                           # doctest: +SKIP
+>>> s = gw.Session.from_zoo("hamlet")
+>>> panel = gw.AblationPanel(s, "layer4", units=[3, 12])
+>>> panel.strength = 0.5
+>>> panel.wait()  # the preview is drawn
+True
+>>> s.edits, panel.status_kind
+([], 'preview')
+>>> panel.apply().describe()
+'remove 2 units of layer4 at 50%'
+>>> s.edits == [panel.edit]
+True
 """
 
 from __future__ import annotations

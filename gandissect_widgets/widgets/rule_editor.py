@@ -11,8 +11,10 @@ Everything the editor knows (copy, paste, context, the gallery, the status) is a
 other code can observe it, and a saved page replays it (its buttons are disabled there).
 
 >>> import gandissect_widgets as gw
->>> s = gw.Session.from_zoo("hamlet")                  # doctest: +SKIP
->>> gw.RuleEditor(s, "layer6")                         # doctest: +SKIP
+>>> s = gw.Session.from_zoo("hamlet")
+>>> editor = gw.RuleEditor(s, "layer6", seeds=range(8))
+>>> editor.canvas_caption
+'painting on sample #0'
 """
 
 from __future__ import annotations

@@ -237,7 +237,9 @@ def snapshot_units(
     ``units`` default to the best-labelled units of the layer's dissection (or the most active
     ones), at most ``max_units`` of them.
 
-    >>> snap = snapshot_units(session, "layer4", [3, 12])   # doctest: +SKIP
+    >>> snap = snapshot_units(session, "layer4", [3, 12], seeds=range(4), top=2)
+    >>> len(snap.pages), snap.pages[0]["label"].split(" · ")[0]
+    (2, 'unit 3')
     """
     layer = session.check_layer(layer)
     dissection = session.dissections.get(layer)
@@ -277,7 +279,9 @@ def snapshot_ablation(
 ) -> Snapshot:
     """Samples without and with ``units`` of ``layer`` ablated (the Session is left unchanged).
 
-    >>> snapshot_ablation(session, "layer4", [3, 12])        # doctest: +SKIP
+    >>> snap = snapshot_ablation(session, "layer4", [3, 12], seeds=range(4))
+    >>> [p["label"] for p in snap.pages], session.edits
+    (['original', 'ablated'], [])
     """
     edit = session.ablation(layer, units, strength)
     return compare_edit(session, edit, seeds, size, ("original", "ablated"))
@@ -307,7 +311,9 @@ def snapshot(widget, **kwargs) -> Snapshot:
 
     Objects with their own ``snapshot()`` method (e.g. a RuleEditor) are asked for it.
 
-    >>> gw.save_html("r.html", snapshot(browser))           # doctest: +SKIP
+    >>> browser = gw.UnitBrowser(session, "layer4", seeds=range(4))
+    >>> gw.save_html("r.html", snapshot(browser, max_units=2))
+    PosixPath('r.html')
     """
     from .ablation_panel import AblationPanel
     from .rule_editor import RuleEditor

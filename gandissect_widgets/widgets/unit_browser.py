@@ -5,9 +5,11 @@ top-activating images, all in synced traits (so it runs in JupyterLab, Notebook 
 Colab and marimo, and a saved page replays it).
 
 >>> import gandissect_widgets as gw
->>> s = gw.Session.from_zoo("hamlet")            # doctest: +SKIP
->>> s.dissect("layer4", n=500)                   # doctest: +SKIP
->>> gw.UnitBrowser(s, "layer4")                  # doctest: +SKIP
+>>> s = gw.Session.from_zoo("hamlet")
+>>> d = s.dissect("layer4", n=64, progress=False)    # a real one: 500 samples or more
+>>> browser = gw.UnitBrowser(s, "layer4")
+>>> browser.sort, browser.unit == browser.order[0]
+('iou', True)
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ pickle asks for (``os.system``, ``builtins.eval``, any unknown module) raises
 ADA's ``G_ema.state_dict()`` layout (the export format for ``.safetensors``), with
 :func:`ada_config` as its metadata.
 
-Example:
+Example (not run in the tests: it needs a StyleGAN2-ADA pickle file):
     >>> g, source = load_pickle("network-snapshot-000200.pkl")   # doctest: +SKIP
     >>> g.resolution, source.config["conv_clamp"]                # doctest: +SKIP
     (256, 256.0)

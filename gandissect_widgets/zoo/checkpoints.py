@@ -10,7 +10,7 @@ A loaded generator carries ``model.source`` (a :class:`Source`): the layout it c
 tensor's shape and dtype there, so :func:`gandissect_widgets.export.export` can write an edited
 copy that the original project's loader reads.
 
-Example:
+Example (not run in the tests: it downloads weights, or reads your own file):
     >>> g = load("progan-church")                          # doctest: +SKIP
     >>> g = load("~/models/my_stylegan2.pt")               # doctest: +SKIP
     >>> sorted(CATALOGUE)[:2]
@@ -445,7 +445,7 @@ def _safetensors_metadata(path: Path) -> dict:
 def load(name_or_path, *, cache_dir=None, progress=True) -> nn.Module:
     """A model from a catalogue name (downloaded on first use) or a local checkpoint file.
 
-    Example:
+    Example (not run in the tests: it downloads weights):
         >>> g = load("stylegan2-church")                     # doctest: +SKIP
         >>> g.truncation = 0.5                               # doctest: +SKIP
     """

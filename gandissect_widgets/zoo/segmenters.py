@@ -100,7 +100,7 @@ class SegFormerADE20K:
     Needs the optional extra: ``pip install "gandissect-widgets[segformer]"``. The weights come
     from the Hugging Face hub on first use (or a local folder given as ``model``).
 
-    Example:
+    Example (not run in the tests: it needs a CUDA GPU and the downloaded weights):
         >>> seg = SegFormerADE20K(device="cuda")              # doctest: +SKIP
         >>> seg.concepts[:3]                                   # doctest: +SKIP
         ['wall', 'building', 'sky']

@@ -5,10 +5,13 @@ machine: the copied tree crown is the densest one among the candidate samples, t
 the roofs of the samples with the most roof, and the paste goes on the densest roof.
 
 >>> import gandissect_widgets as gw
->>> session = gw.Session.from_zoo("hamlet")                          # doctest: +SKIP
->>> rule = example_rule(session)                                     # doctest: +SKIP
->>> edit = session.rewrite(rule["layer"], **rule["request"])         # doctest: +SKIP
->>> gw.rewrite_eval(session, edit, rule["source_concept"], rule["target_concept"])  # doctest: +SKIP
+>>> session = gw.Session.from_zoo("hamlet")
+>>> rule = example_rule(session, candidates=32)
+>>> edit = session.rewrite(rule["layer"], **rule["request"], steps=50, stat_samples=100)
+>>> scores = gw.rewrite_eval(session, edit, rule["source_concept"], rule["target_concept"],
+...                          n=16)
+>>> sorted(scores)
+['change_without_source', 'n', 'preservation', 'success', 'with_source']
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ def example_rule(
     chosen among seeds ``0..candidates-1``. Returns ``layer``, ``request`` (the keyword
     arguments of ``rewrite``), ``source_concept`` and ``target_concept``.
 
-    >>> rule = example_rule(session)                                 # doctest: +SKIP
-    >>> sorted(rule["request"])                                      # doctest: +SKIP
+    >>> rule = example_rule(session, candidates=32)
+    >>> sorted(rule["request"])
     ['context', 'copy', 'paste', 'rank']
     """
     seg = session.segmenter
