@@ -125,3 +125,32 @@ def test_photo_ids_read_as_photo_k():
         "photo 0",
         "photo 2",
     ]
+
+
+# ---------------------------------------------------------------- 6b: static pictures say what
+def _said(widget) -> tuple[str, str]:
+    data, _ = widget._repr_mimebundle_()
+    return data["text/html"], data["text/plain"]
+
+
+def test_static_pictures_are_labelled(gen_session):
+    import numpy as np
+
+    from gandissect_widgets.widgets import AblationPanel, ImageGrid, UnitBrowser
+
+    panel = AblationPanel(gen_session, "layer2", units=[1, 2], seeds=[0, 1], size=32)
+    browser = UnitBrowser(gen_session, "layer2", seeds=[0, 1], pool=4, size=32)
+    try:
+        panel.strength = 0.2
+        panel.apply()
+        page, text = _said(panel)
+        for words in ("Top to bottom: original; edited", "units 1, 2 of layer2", "strength 20%"):
+            assert words in page and words in text, (words, text)
+        assert "applied to the Session" in text and "<img" in page
+        page, text = _said(browser)
+        assert "unit 0" in text and "Units listed first: unit 0; unit 1" in text
+        grid = ImageGrid(np.zeros((2, 8, 8, 3), np.uint8), captions=["original", "trees ablated"])
+        assert "original · trees ablated" in _said(grid)[0]
+    finally:
+        panel.close()
+        browser.close()

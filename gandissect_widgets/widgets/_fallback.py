@@ -128,6 +128,49 @@ def _blocks(widget) -> list[tuple[np.ndarray, int]]:
     return []
 
 
+def _grid_names(widget) -> list[str]:
+    """The titles of a composite widget's grids that show images, in the picture's order."""
+    from ._grid import GridData
+
+    titles = {"samples_grid": "samples", "top_grid": "top-activating samples"}
+    return [
+        titles.get(name, name.removesuffix("_grid").replace("_", " "))
+        for name, g in vars(widget).items()
+        if isinstance(g, GridData) and len(g)
+    ]
+
+
+def fallback_caption(widget) -> str:
+    """What the picture shows, in words: which block is which and the widget's state (its
+    status, selected unit, captions), so a saved page says what the live widget said."""
+    lines = []
+    names = _grid_names(widget)
+    if len(names) > 1:
+        lines.append("Top to bottom: " + "; ".join(names) + ".")
+    if isinstance(getattr(widget, "units", None), str) and hasattr(widget, "strength"):
+        region = " · only in a painted region" if getattr(widget, "region", False) else ""
+        state = "applied to the Session" if widget.applied else "not applied (a preview)"
+        lines.append(
+            f"units {widget.units or '(none)'} of {widget.layer} · strength {widget.strength:.0%}"
+            f" · {widget.mode}{region} · {state}"
+        )
+    for attr in ("info", "status"):
+        text = str(getattr(widget, attr, "") or "").strip()
+        if text:
+            lines.append(text)
+    captions = [str(c) for c in getattr(widget, "captions", []) if c]
+    if captions:
+        lines.append("Captions in order: " + " · ".join(captions))
+    labels = list(getattr(widget, "labels", []) or [])[:8]
+    if labels and hasattr(widget, "order"):
+        lines.append("Units listed first: " + "; ".join(labels))
+    pages = getattr(widget, "pages", None)
+    if pages and isinstance(pages, list):
+        page = pages[min(getattr(widget, "page", 0), len(pages) - 1)]
+        lines.append(f"Page shown: {page.get('label', '')} (of {len(pages)})")
+    return "\n".join(lines)
+
+
 def fallback_picture(widget) -> tuple[np.ndarray, int] | None:
     """One uint8 (H, W, 3) picture of what ``widget`` shows and the factor to show it enlarged
     by, or None when it shows no image."""
@@ -197,10 +240,18 @@ class StaticFallback:
         data["image/png"] = b64
         alt = html.escape(f"{type(self).__name__} (static picture; run the notebook to interact)")
         width = int(picture.shape[1]) * scale
+        try:
+            caption = fallback_caption(self)
+        except Exception:  # a fallback never breaks the live view
+            caption = ""
         data["text/html"] = (
-            f'<img src="data:image/jpeg;base64,{small}" width="{width}" alt="{alt}" title="{alt}" '
-            'style="image-rendering: pixelated"/>'
+            f'<figure style="margin: 0"><img src="data:image/jpeg;base64,{small}" width="{width}"'
+            f' alt="{alt}" title="{alt}" style="image-rendering: pixelated"/>'
+            '<figcaption style="font-size: 12px; white-space: pre-line; max-width: 60em">'
+            f"{html.escape(caption)}</figcaption></figure>"
         )
+        if caption:
+            data["text/plain"] = f"{type(self).__name__}: {caption}"
         meta = dict(meta or {})
         meta["image/png"] = {"width": width, "height": int(picture.shape[0]) * scale}
         return data, meta
