@@ -154,3 +154,37 @@ def test_static_pictures_are_labelled(gen_session):
     finally:
         panel.close()
         browser.close()
+
+
+# ---------------------------------------------------------------- 8: a hint before Execute
+def _box(y0, y1, x0, x1):
+    import numpy as np
+
+    m = np.zeros((16, 16), np.float32)
+    m[y0:y1, x0:x1] = 1
+    return m
+
+
+def test_a_painted_rule_gets_a_quality_hint_before_execute(gen_session):
+    from gandissect_widgets import rewrite as rw
+    from gandissect_widgets.widgets import RuleEditor
+
+    copy, paste = (1, _box(4, 8, 4, 8)), (2, (8, 8))
+    thin = rw.rule_hint(gen_session, "layer2", [(2, _box(7, 8, 7, 8))], copy, paste)
+    assert thin["positions"] < 8 and "paint larger regions" in thin["text"], thin
+    wide = rw.rule_hint(gen_session, "layer2", [(2, _box(2, 14, 2, 14))], copy, paste)
+    assert wide["positions"] > thin["positions"] and "paint larger" not in wide["text"]
+    assert 0 < wide["agreement"] <= 1 and wide["paste_match"] is not None
+    # the paste target inside the context scores like the context itself
+    assert wide["paste_match"] > 0.6 * wide["agreement"], wide
+    assert gen_session.edits == []  # a hint changes nothing
+    editor = RuleEditor(gen_session, "layer2", seeds=range(3), stat_samples=8, cache=False)
+    try:
+        editor.copy, editor.paste = copy, paste
+        editor.context = [(2, _box(7, 8, 7, 8))]
+        editor.select(2)
+        editor.canvas.mask = _box(7, 9, 7, 9).astype("uint8")
+        editor.add_context()
+        assert "rule check:" in editor.status and "paint larger regions" in editor.status
+    finally:
+        editor.close()

@@ -26,14 +26,14 @@ True
 from __future__ import annotations
 
 from .edit import Rewrite, load_edit
-from .fit import DEFAULT_LR, DEFAULT_STEPS, make_rewrite
+from .fit import DEFAULT_LR, DEFAULT_STEPS, make_rewrite, rule_hint
 from .keys import rule_directions, second_moment
 from .request import conv_of
 from .search import ContextMatches, context_matches
 
 __all__ = [
     "Rewrite", "ContextMatches", "rewrite", "make_rewrite", "context_matches", "second_moment",
-    "rule_directions", "load_edit", "conv_of", "DEFAULT_STEPS", "DEFAULT_LR",
+    "rule_directions", "load_edit", "conv_of", "DEFAULT_STEPS", "DEFAULT_LR", "rule_hint",
 ]  # fmt: skip
 
 

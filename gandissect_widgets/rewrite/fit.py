@@ -217,3 +217,74 @@ def _fit(f, target, weight, req, progress, cancel):
     if not torch.isfinite(lam).all():
         raise ValueError("the optimisation diverged (non-finite weights); try a smaller lr")
     return lam, losses
+
+
+# Below these a painted rule tends to fail (red blobs, changes elsewhere); heuristics, stated as
+# such in the hint: too few context positions on the layer's grid to pin a direction down,
+# context regions unlike one another, a paste target unlike the context.
+_FEW_POSITIONS = 8
+_LOW_AGREEMENT = 0.5
+_LOW_MATCH = 0.6  # of the context's own agreement
+
+
+def rule_hint(session, layer: str, context, copy=None, paste=None) -> dict:
+    """How well a painted request holds together, before any fitting (one forward pass).
+
+    Returns ``positions`` (context positions on the conv's input grid), ``agreement`` (mean
+    cosine of the context keys with their mean direction, 0-1: do the regions look alike to
+    the layer?), ``paste_match`` (the same for the keys where the copy lands, when copy and
+    paste are given: does the target look like the context?), ``advice`` (what to change, an
+    empty list when nothing stands out) and ``text`` (one line saying all that).
+
+    >>> h = rule_hint(s, "layer6", [(3, roof3), (9, roof9)], (1, tree1), (3, (20, 30)))
+    >>> sorted(h), h["positions"] > 0
+    (['advice', 'agreement', 'paste_match', 'positions', 'text'], True)
+    """
+    req = check_request(session, layer, context, copy, paste, 1, 1, DEFAULT_LR)
+    conv_path, _ = conv_of(session, layer)
+    state = session.state.weights_only()
+    seeds = [s for s, _ in req["context"]] + ([req["paste"][0]] if req["paste"] else [])
+    feats = features(session, state, layer, conv_path, seeds)
+    keys = feats["keys"]
+    ctx = context_keys(keys[[feats["rows"][s] for s, _ in req["context"]]],
+                       [m for _, m in req["context"]])  # fmt: skip
+    unit = torch.nn.functional.normalize(ctx.double(), dim=1)
+    direction = torch.nn.functional.normalize(unit.mean(0), dim=0)
+    agreement = float((unit @ direction).mean())
+    match = None
+    if req["copy"] is not None and req["paste"] is not None:
+        grid = keys.shape[-2:]
+        dy, dx = _placement(session, req["copy"], req["paste"], grid)
+        weight = _shift(resize_mask(req["copy"][1], grid).to(keys), dy, dx)
+        at = keys[feats["rows"][req["paste"][0]]]
+        rows = at.permute(1, 2, 0)[weight > 0]
+        if len(rows):
+            match = float((torch.nn.functional.normalize(rows.double(), dim=1) @ direction).mean())
+    advice = []
+    if len(ctx) < _FEW_POSITIONS:
+        advice.append(
+            f"the context covers only {len(ctx)} positions of {layer}'s "
+            f"{keys.shape[-2]}x{keys.shape[-1]} grid: paint larger regions or more samples"
+        )
+    if agreement < _LOW_AGREEMENT:
+        advice.append(
+            "the context regions look unlike one another to this layer: paint only the kind "
+            "of place the rule is for"
+        )
+    if match is not None and match < _LOW_MATCH * agreement:
+        advice.append(
+            "where the copy lands looks unlike the context: paste onto a place like the "
+            "context (or paint context like that place)"
+        )
+    text = f"rule check: {len(ctx)} context positions, context agreement {agreement:.2f}"
+    if match is not None:
+        text += f", paste target match {match:.2f}"
+    text += "; " + ("; ".join(advice) if advice else "nothing stands out")
+    text += " (heuristic thresholds)"
+    return {
+        "positions": len(ctx),
+        "agreement": agreement,
+        "paste_match": match,
+        "advice": advice,
+        "text": text,
+    }

@@ -242,7 +242,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         self.paste = (int(seed), (int(y), int(x)))
         self._say(
             f"paste at ({y}, {x}) of {sample_name(seed)} (previewed in the regions tray); "
-            "add context, then Execute"
+            "add context, then Execute" + self._hint()
         )
 
     def add_context(self) -> None:
@@ -251,7 +251,19 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         if mask is not None:
             self.context = [*self.context, (self.current, mask)]
             self.canvas.clear()
-            self._say(f"{len(self.context_seeds)} context region(s); Execute when ready")
+            self._say(
+                f"{len(self.context_seeds)} context region(s); Execute when ready" + self._hint()
+            )
+
+    def _hint(self) -> str:
+        """ " · rule check: ..." once copy, paste and context exist (see rewrite.rule_hint)."""
+        if not (self.context and self.copy is not None and self.paste is not None):
+            return ""
+        try:
+            return " · " + rw.rule_hint(self.session, self.layer, self.context, self.copy,
+                                        self.paste)["text"]  # fmt: skip
+        except (ValueError, KeyError) as err:
+            return f" · rule check failed: {err}"
 
     def _do_gallery(self, index: int, x: int, y: int) -> None:
         if not 0 <= int(index) < len(self.seeds):  # a click on a gallery since redrawn
