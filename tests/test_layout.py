@@ -28,6 +28,7 @@ RANKS = {
     "session": 4,
     **dict.fromkeys(["widgets", "report", "cli", "notebook_run"], 5),
     "__init__": 6,
+    "conftest": 6,  # the doctest namespace: imports the package like a user
 }
 
 
