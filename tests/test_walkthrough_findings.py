@@ -188,3 +188,18 @@ def test_a_painted_rule_gets_a_quality_hint_before_execute(gen_session):
         assert "rule check:" in editor.status and "paint larger regions" in editor.status
     finally:
         editor.close()
+
+
+# ---------------------------------------------------------------- 6: a unit silent on the samples
+def test_a_unit_below_threshold_on_every_sample_says_so(seg_session):
+    from gandissect_widgets.widgets import UnitBrowser
+
+    d = seg_session.dissect("layer2", n=16, cache=False, progress=False)
+    browser = UnitBrowser(seg_session, "layer2", seeds=[0, 1], size=16, top=2)
+    try:
+        assert "below it on all" not in browser.info
+        d.thresholds[browser.unit] = 1e6  # a unit that fires on none of the samples shown
+        browser.refresh()
+        assert "below it on all 2 samples shown (all dimmed)" in browser.info, browser.info
+    finally:
+        browser.close()

@@ -205,10 +205,11 @@ class UnitBrowser(StaticFallback, SessionWidget):
         self.top_grid.captions = [sample_name(seed, short=True) for seed in top_seeds]
         if self.unit != u:
             return  # a newer unit was chosen meanwhile: its render follows
+        quiet = len(self.seeds) > 0 and not bool((acts >= threshold).any())
         with self.hold_sync():
             self.samples = self.samples_grid.payload()
             self.top_samples = self.top_grid.payload()
-            self.info = self._info(u)
+            self.info = self._info(u) + (self._quiet_note() if quiet else "")
 
     def _top_seeds(self, u: int) -> list[int]:
         d = self.dissection
@@ -217,6 +218,14 @@ class UnitBrowser(StaticFallback, SessionWidget):
         pool = list(range(self.pool))
         peak = self.session.activations(self.layer, pool)[:, u].amax((1, 2))
         return [pool[i] for i in torch.argsort(peak, descending=True)[: self.top].tolist()]
+
+    def _quiet_note(self) -> str:
+        """Said when the unit stays below its threshold on every sample shown: a page of
+        dimmed samples without an outline is then the truth, not a fault."""
+        return (
+            f" · below it on all {len(self.seeds)} samples shown (all dimmed): its "
+            "top-activating samples show where it fires"
+        )
 
     def _info(self, u: int) -> str:
         d = self.dissection
