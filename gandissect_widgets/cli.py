@@ -2,10 +2,10 @@
 
     gandissect-widgets dissect --model hamlet --layer layer4 --samples 2000 --out report.html
     gandissect-widgets report --model hamlet --out out/hamlet_report.html
-    gandissect-widgets export lab.ipynb --out lab.html      # an executed notebook, offline
+    gandissect-widgets export lab.ipynb --out lab.html      # any saved notebook, live offline
 
->>> main(["dissect", "--model", "hamlet", "--samples", "64", "--units", "2", "--out", "d.html",
-...       "--quiet"])
+>>> main(["dissect", "--model", "hamlet", "--layer", "layer4", "--samples", "64", "--units", "2",
+...       "--out", "d.html", "--quiet"])
 0
 """
 
