@@ -25,8 +25,11 @@ _LIT = """() => [...document.querySelectorAll('.widget-subarea canvas')].map((c)
 })"""
 
 
-@pytest.fixture
-def exported(tmp_path):
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One notebook executed by nbconvert (its widget state saved) and exported, shared by the
+    tests that read the page (executing it is most of their time)."""
+    tmp_path = tmp_path_factory.mktemp("exported")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell("# An exported notebook"),
