@@ -112,7 +112,8 @@ class _Run:
         self.barrier = threading.Barrier(N_READERS + 3)
         self.writer_halfway = threading.Event()
         self.model_active: list = []
-        self.s.observe(self.events.append)
+        # the stack's events (a finished dissection is told too, as kind "dissection")
+        self.s.observe(lambda e: e.kind == "dissection" or self.events.append(e))
 
     # ------------------------------------------------------------------ recording
     def call(self, what: str, seeds, views=(), state: State | None = None):
