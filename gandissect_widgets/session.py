@@ -242,6 +242,7 @@ class Session:
             retain=retain,
             retain_input=retain_input,
             before=self.sources.adapters(seeds),
+            rows=seeds,
             **kw,
         )
 
