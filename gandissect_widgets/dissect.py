@@ -18,6 +18,7 @@ error otherwise.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -270,6 +271,35 @@ def _source_id(obj) -> str:
     return f"{name}{extra}"
 
 
+_NEEDED = ("thresholds", "iou", "top_values", "top_seeds", "mean", "high", "seeds", "concepts",
+           "quantile", "layer")  # fmt: skip
+
+
+def _check_cached(a: dict, *, layer, concepts, seeds, quantile, units, k) -> None:
+    """Raise ValueError saying how a cached dissection disagrees with the request."""
+    missing = [name for name in _NEEDED if name not in a]
+    if missing:
+        raise ValueError(f"lacks the arrays {missing}")
+    if str(a["layer"]) != layer:
+        raise ValueError(f"holds layer {str(a['layer'])!r}'s table, not {layer!r}'s")
+    if [str(c) for c in a["concepts"]] != list(concepts):
+        raise ValueError("holds other concepts than the segmenter's")
+    if a["seeds"].shape != (len(seeds),) or a["seeds"].tolist() != list(seeds):
+        raise ValueError("holds another sample set")
+    if float(a["quantile"]) != quantile:
+        raise ValueError(f"holds quantile {float(a['quantile'])}, not {quantile}")
+    iou = a["iou"]
+    if not ((iou >= 0) & (iou <= 1)).all():
+        raise ValueError("holds IoU values outside [0, 1]")
+    top = (units, min(k, len(seeds)))
+    for name in ("top_values", "top_seeds"):
+        if a[name].shape != top:
+            raise ValueError(f"holds {name} of shape {a[name].shape}, expected {top}")
+    ids = a["top_seeds"]
+    if not np.issubdtype(ids.dtype, np.integer) or not np.isin(ids, seeds).all():
+        raise ValueError("holds top_seeds that are not among the samples")
+
+
 def dissect(
     session,
     layer: str,
@@ -360,7 +390,11 @@ def dissect(
                 job.step()
 
         try:
-            hit = store.load(key, expect=expect) if store else None
+            check = functools.partial(
+                _check_cached, layer=layer, concepts=concepts, seeds=seeds, quantile=quantile,
+                units=c, k=k,
+            )  # fmt: skip
+            hit = store.load(key, expect=expect, check=check) if store else None
             if hit is not None:
                 return finish(Dissection.from_arrays(hit))
             if executor is not None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
+import numpy as np
 import pytest
+import torch
 
 from gandissect_widgets.widgets import AblationPanel
 
@@ -35,3 +40,97 @@ def test_ablation_panel_refuses_units_out_of_range(gen_session):
     with pytest.raises(TypeError, match="session must be a gandissect_widgets.Session"):
         AblationPanel(None, "layer2")
     assert gen_session.edits == [] and gen_session.observers == []
+
+
+# ------------------------------------------------------------------ damaged cache files
+def _rewrite(path, digest=True, **changes):
+    """Rewrite a cache file with ``changes`` (None deletes an array); with ``digest``, a new
+    digest that matches (a file consistent in itself, wrong for the request)."""
+    from gandissect_widgets import cache
+
+    with np.load(path) as f:
+        arrays = {name: f[name] for name in f.files}
+    for name, value in changes.items():
+        if value is None:
+            arrays.pop(name, None)
+        else:
+            arrays[name] = value(arrays[name]) if callable(value) else np.asarray(value)
+    if digest and hasattr(cache, "_digest"):  # (the test also runs on the code before it)
+        body = {k: v for k, v in arrays.items() if k not in cache._RESERVED}
+        arrays["__digest__"] = np.array(cache._digest(body))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+DISSECTION_DAMAGE = {
+    "no top_seeds": dict(top_seeds=None),
+    "no concepts": dict(concepts=None),
+    "other concepts": dict(concepts=["a", "b"]),
+    "top_seeds not among the samples": dict(top_seeds=lambda a: a + 1000),
+    "other seeds": dict(seeds=lambda a: a + 1),
+    "iou above 1": dict(iou=lambda a: a + 1.5),
+    "another layer's table": dict(layer="layer3"),
+    "values changed, digest not": dict(digest=False, thresholds=lambda a: a * 2),
+}
+
+
+@pytest.fixture(scope="module")
+def dissect_reference(tmp_path_factory):
+    from gandissect_widgets import Session
+    from tests.conftest import ThresholdSegmenter, TinyGenerator
+
+    s = Session(TinyGenerator(), device="cpu", batch_size=8, segmenter=ThresholdSegmenter())
+    folder = tmp_path_factory.mktemp("dissect-cache")
+    d = s.dissect("layer2", n=8, k=4, cache=folder, progress=False)
+    (path,) = folder.glob("dissect-*.npz")
+    return s, d, path, path.read_bytes()
+
+
+@pytest.mark.parametrize("case", sorted(DISSECTION_DAMAGE))
+def test_damaged_dissection_file_is_removed_and_recomputed(dissect_reference, case):
+    s, want, path, good = dissect_reference
+    path.write_bytes(good)
+    _rewrite(path, **DISSECTION_DAMAGE[case])
+    with pytest.warns(UserWarning, match=f"cache file {re.escape(str(path))} .*removed it"):
+        got = s.dissect("layer2", n=8, k=4, cache=path.parent, progress=False)
+    for name, array in want.arrays().items():
+        assert np.array_equal(got.arrays()[name], array), name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the file written again is served
+        s.dissect("layer2", n=8, k=4, cache=path.parent, progress=False)
+
+
+def test_a_failing_save_keeps_the_dissection(seg_session, tmp_path):
+    from gandissect_widgets.cache import ResultCache
+
+    seg_session.dissect("layer2", n=8, k=4, cache=tmp_path, progress=False)
+    (path,) = tmp_path.glob("dissect-*.npz")
+    path.unlink()
+    path.mkdir()  # a folder where the file goes
+    (path / "x").write_text("x")
+    with pytest.warns(UserWarning, match="could not save to cache file .* kept in memory"):
+        d = seg_session.dissect("layer2", n=8, k=4, cache=tmp_path, progress=False)
+    assert seg_session.dissections["layer2"] is d and d.iou.shape == (16, 2)
+    assert ResultCache(tmp_path).path({"kind": "x"}).parent == tmp_path
+
+
+SECOND_MOMENT_DAMAGE = {
+    "count 0": dict(count=np.array(0)),
+    "negative count": dict(count=np.array(-64)),
+    "count not a multiple of n": dict(count=lambda a: a + 1),
+    "asymmetric sum": dict(sum=lambda a: a + np.triu(np.ones_like(a), 1)),
+    "sums scaled, digest not": dict(digest=False, sum=lambda a: a * 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SECOND_MOMENT_DAMAGE))
+def test_damaged_second_moment_file_is_removed_and_recomputed(gen_session, tmp_path, case):
+    from gandissect_widgets.rewrite import keys
+
+    want = keys.second_moment(gen_session, "layer2", n=4, cache=tmp_path)
+    (path,) = tmp_path.glob("rewrite-second-moment-*.npz")
+    _rewrite(path, **SECOND_MOMENT_DAMAGE[case])
+    keys._moments.clear()  # not from memory: from the file
+    with pytest.warns(UserWarning, match="removed it to recompute"):
+        got = keys.second_moment(gen_session, "layer2", n=4, cache=tmp_path)
+    assert torch.equal(got, want)
