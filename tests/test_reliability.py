@@ -76,8 +76,9 @@ DISSECTION_DAMAGE = {
 
 @pytest.fixture(scope="module")
 def dissect_reference(tmp_path_factory):
+    from conftest import ThresholdSegmenter, TinyGenerator
+
     from gandissect_widgets import Session
-    from tests.conftest import ThresholdSegmenter, TinyGenerator
 
     s = Session(TinyGenerator(), device="cpu", batch_size=8, segmenter=ThresholdSegmenter())
     folder = tmp_path_factory.mktemp("dissect-cache")
