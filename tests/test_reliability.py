@@ -135,3 +135,59 @@ def test_damaged_second_moment_file_is_removed_and_recomputed(gen_session, tmp_p
     with pytest.warns(UserWarning, match="removed it to recompute"):
         got = keys.second_moment(gen_session, "layer2", n=4, cache=tmp_path)
     assert torch.equal(got, want)
+
+
+# ------------------------------------------------------------------ cache keys of user code
+def _notebook_segmenter(brighter: bool):
+    """A segmenter class as a notebook cell defines it (module __main__, a plain qualname);
+    re-running the corrected cell gives a class of the same name that computes otherwise."""
+
+    class MySeg:
+        concepts = ["dark", "bright"]
+
+        def segment(self, images):
+            grey = torch.from_numpy(images.astype("float32").mean(-1))
+            bright = grey > grey.flatten(1).median(1).values[:, None, None]
+            return (bright if brighter else ~bright).long()
+
+    MySeg.__module__, MySeg.__qualname__ = "__main__", "MySeg"
+    return MySeg()
+
+
+def test_a_redefined_segmenter_is_not_served_the_old_table(gen_session, tmp_path):
+    first = gen_session.dissect(
+        "layer2", n=8, k=4, segmenter=_notebook_segmenter(False), cache=tmp_path, progress=False
+    )
+    fresh = gen_session.dissect(
+        "layer2", n=8, k=4, segmenter=_notebook_segmenter(True), cache=False, progress=False
+    )
+    again = gen_session.dissect(
+        "layer2", n=8, k=4, segmenter=_notebook_segmenter(True), cache=tmp_path, progress=False
+    )
+    assert not torch.equal(first.iou, fresh.iou)  # the two compute different tables
+    assert torch.equal(again.iou, fresh.iou)
+
+
+def _notebook_data(shift: int):
+    from conftest import tiny_data
+
+    def data(seeds):
+        return (tiny_data(seeds).astype("int64") + shift).clip(0, 255).astype("uint8")
+
+    data.__module__, data.__qualname__ = "__main__", "data"
+    return data
+
+
+def test_a_redefined_data_function_is_not_served_the_old_table(tmp_path):
+    from conftest import ThresholdSegmenter, TinyClassifier
+
+    from gandissect_widgets import Session
+
+    def table(shift, cache):
+        s = Session(TinyClassifier(), device="cpu", data=_notebook_data(shift))
+        d = s.dissect("conv1", n=8, k=4, segmenter=ThresholdSegmenter(), cache=cache,
+                      progress=False)  # fmt: skip
+        return d.top_values
+
+    table(0, tmp_path)
+    assert torch.equal(table(90, tmp_path), table(90, False))
