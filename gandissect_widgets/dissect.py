@@ -388,8 +388,9 @@ def dissect(
     by the state's fingerprint, layer, sample set and parameters, and by what the segmenter and a
     classifier's data function compute: a module by its code and weights, any other object or
     function by its code and a digest of its output on fixed inputs (two random pictures; seeds
-    0 and 1), so a corrected notebook cell is never served the old table. ``background=True`` returns a :class:`~gandissect_widgets.jobs.Job`
-    (``progress``, ``cancel()``, ``result()``). ``executor`` (any
+    0 and 1), so a corrected notebook cell is never served the old table.
+    ``background=True`` returns a :class:`~gandissect_widgets.jobs.Job` (``progress``,
+    ``cancel()``, ``result()``). ``executor`` (any
     ``concurrent.futures.Executor``, e.g. Dask's ``client.get_executor()``) runs the passes as
     shards of ``shard_size`` seeds on its workers; see :mod:`gandissect_widgets.distributed`.
     Without one the same shards run here, so the tables are identical either way; the default

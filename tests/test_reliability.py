@@ -191,3 +191,81 @@ def test_a_redefined_data_function_is_not_served_the_old_table(tmp_path):
 
     table(0, tmp_path)
     assert torch.equal(table(90, tmp_path), table(90, False))
+
+
+# ------------------------------------------------------------------ errors inside widgets
+def _rule(session, layer="layer2"):
+    """A small valid Rewrite of ``layer`` made for ``session``'s weights (no optimisation)."""
+    from gandissect_widgets.cache import weights_fingerprint
+    from gandissect_widgets.rewrite import Rewrite
+    from gandissect_widgets.rewrite.request import conv_of
+
+    path, param = conv_of(session, layer)
+    w = session.model.get_submodule(path).weight
+    mask = np.zeros((16, 16), np.float32)
+    mask[4:8, 4:8] = 1
+    request = {"layer": layer, "context": [(1, mask)], "copy": (0, mask), "paste": (2, (8.0, 8.0)),
+               "rank": 1, "steps": 1, "lr": 0.01}  # fmt: skip
+    directions = torch.ones(1, w.shape[1]) / w.shape[1] ** 0.5
+    lam = torch.full((w.shape[0], 1, *w.shape[2:]), 1e-3)
+    fp = weights_fingerprint(session.model)
+    return Rewrite(layer, param, directions, lam, request=request, fingerprint=fp)
+
+
+def _bad_edit_files(folder, good: bytes) -> dict:
+    files = {
+        "empty": b"",
+        "truncated": good[: len(good) // 2],
+        "random": bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8)),
+    }
+    out = {}
+    for name, data in files.items():
+        (folder / f"{name}.npz").write_bytes(data)
+        out[name] = folder / f"{name}.npz"
+    np.save(folder / "array.npy", np.arange(4))
+    out["npy"] = folder / "array.npy"
+    np.save(folder / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    out["pickled objects"] = folder / "objects.npy"
+    return out
+
+
+def test_rule_editor_load_and_tray_errors_show_in_the_widget(gen_session, tmp_path):
+    from gandissect_widgets.widgets import RuleEditor
+
+    good = _rule(gen_session).save(tmp_path / "good.npz").read_bytes()
+    editor = RuleEditor(gen_session, "layer2", seeds=[0, 1], stat_samples=8, cache=False)
+    try:
+        for name, path in _bad_edit_files(tmp_path, good).items():
+            editor.path = str(path)
+            editor.press("load")  # as the page's Load button: nothing may escape
+            assert editor.wait()
+            assert editor.status_kind == "error", (name, editor.status)
+            assert str(path) in editor.status and "allow_pickle" not in editor.status, name
+            assert gen_session.edits == []
+        mask = np.zeros((16, 16), np.float32)
+        mask[2:6, 2:6] = 1
+        editor.context = [(0, mask)]
+        for index in (-7, -1, 1, 5):
+            editor.press("tray", index=index, x=0, y=0)
+            assert editor.status_kind == "error" and "tray" in editor.status, index
+            assert len(editor.context) == 1 and editor.copy is None
+        editor.press("tray", index=0, x=0, y=0)
+        assert editor.context == []
+    finally:
+        editor.close()
+
+
+def test_load_edit_names_the_path_and_another_models_edit_names_the_mismatch(
+    gen_session, cls_session, tmp_path
+):
+    from gandissect_widgets.rewrite import load_edit
+
+    path = _rule(gen_session).save(tmp_path / "good.npz")
+    for name, bad in _bad_edit_files(tmp_path, path.read_bytes()).items():
+        with pytest.raises(ValueError, match=re.escape(str(bad))) as err:
+            load_edit(bad)
+        assert "allow_pickle" not in str(err.value), name
+    edit = load_edit(path)
+    with pytest.raises(ValueError, match="another model"):
+        cls_session.push(edit)
+    assert cls_session.edits == []

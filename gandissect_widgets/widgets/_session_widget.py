@@ -190,15 +190,18 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
             return
         try:
             handler(**action)
-        except (ValueError, KeyError, TypeError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 - a click never raises into the comm
             self._show_error(err)
 
     def _on_front_end_msg(self, _widget, content, buffers) -> None:
-        if self.handle_photo_msg(content, buffers):
-            return
-        canvas = getattr(self, "canvas", None)
-        if isinstance(content, dict) and canvas is not None:
-            canvas.handle_msg(content)
+        try:
+            if self.handle_photo_msg(content, buffers):
+                return
+            canvas = getattr(self, "canvas", None)
+            if isinstance(content, dict) and canvas is not None:
+                canvas.handle_msg(content)
+        except Exception as err:  # noqa: BLE001 - a message never raises into the comm
+            self._show_error(err)
 
     # ------------------------------------------------------------ photos
     def _invert_photo(self, picture, name: str) -> None:
