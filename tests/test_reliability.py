@@ -269,3 +269,37 @@ def test_load_edit_names_the_path_and_another_models_edit_names_the_mismatch(
     with pytest.raises(ValueError, match="another model"):
         cls_session.push(edit)
     assert cls_session.edits == []
+
+
+# ------------------------------------------------------------------ the command line
+_NB_WITH_AN_EMPTY_CELL = '{"cells": [{}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"cells": 5}', "[1, 2]", _NB_WITH_AN_EMPTY_CELL, "not json", ""],
+    ids=["cells-a-number", "a-list", "a-cell-without-keys", "not-json", "empty"],
+)  # fmt: skip
+def test_export_of_what_is_not_a_notebook_is_one_line_and_exit_2(tmp_path, capsys, text):
+    from gandissect_widgets import cli
+
+    nb = tmp_path / "lab.ipynb"
+    nb.write_text(text)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["export", str(nb), "--out", str(tmp_path / "lab.html")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gandissect-widgets: error: "), err
+    assert str(nb) in err and "not a Jupyter notebook" in err, err
+    assert not (tmp_path / "lab.html").exists()
+
+
+def test_unwritable_cache_message_says_it_once(monkeypatch, capsys, tmp_path):
+    from gandissect_widgets import cli
+
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("GANDISSECT_CACHE", str(tmp_path / "afile" / "cache"))
+    with pytest.raises(SystemExit):
+        cli.main(["dissect", "--model", "hamlet", "--out", str(tmp_path / "d.html")])
+    err = capsys.readouterr().err
+    assert err.count("is not writable") == 1 and err.count("GANDISSECT_CACHE") == 1, err
