@@ -119,8 +119,7 @@ def _check(arrays: dict, key: dict, expect: dict | None) -> None:
         raise _Damaged("lacks its key")
     if str(arrays.pop("__key__")) != _key_text(key):
         raise _Damaged("was written for another key")
-    if str(arrays.pop("__digest__", "")) != _digest(arrays):
-        raise _Damaged("holds arrays that do not match their digest (changed after saving)")
+    digest = str(arrays.pop("__digest__", ""))
     for name, shape in (expect or {}).items():
         if name not in arrays:
             raise _Damaged(f"lacks the array {name!r}")
@@ -132,6 +131,8 @@ def _check(arrays: dict, key: dict, expect: dict | None) -> None:
     for name, array in arrays.items():
         if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
             raise _Damaged(f"holds non-finite values (NaN or infinity) in {name!r}")
+    if digest != _digest(arrays):
+        raise _Damaged("holds arrays that do not match their digest (changed after saving)")
 
 
 class ResultCache:

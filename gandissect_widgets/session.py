@@ -216,6 +216,30 @@ class Session:
             state = state.plus(edit) if add else state.minus(edit)
         return state
 
+    def _checked(self, state) -> State:
+        """``state`` (None: :attr:`state`) as a State that :meth:`push` could have built: its
+        ablations fit their layers, and each weight edit sits on the weights it was checked
+        (or fitted) on. TypeError/ValueError say what is wrong; the stack's own states and
+        their weight prefixes pass at once."""
+        if state is None:
+            return self.state
+        if not isinstance(state, State):
+            raise TypeError(
+                f"state must be a State (e.g. session.state) or None; got {type(state).__name__}"
+            )
+        if state.key == self.stack.state.key:
+            return state
+        for edit in state.edits:
+            if isinstance(edit, Ablation):
+                self.check_edit(edit)
+            elif not isinstance(edit, Edit):
+                raise TypeError(f"a State holds edits only; got {type(edit).__name__}")
+        weights = state.weight_edits
+        if weights != self.stack.state.weight_edits[: len(weights)]:
+            for i, edit in enumerate(weights):  # as push checks it: on the weights below it
+                self.check_edit(edit, State(weights[: i + 1]))
+        return state
+
     @property
     def state_key(self) -> tuple[str, ...]:
         """Identifies :attr:`state`: equal keys, equal outputs."""
@@ -223,12 +247,12 @@ class Session:
 
     def fingerprint(self, state: State | None = None) -> str:
         """A short hash of the weights and output edits at ``state`` (default: :attr:`state`)."""
-        return self.runner.fingerprint(state or self.state)
+        return self.runner.fingerprint(self._checked(state))
 
     @contextmanager
     def weights_at(self, state: State | None = None):
         """The model under the lock with its weights at ``state`` (e.g. to copy a block)."""
-        with self.runner.at(state or self.state) as model:
+        with self.runner.at(self._checked(state)) as model:
             yield model
 
     # ------------------------------------------------------------------ running
@@ -238,7 +262,7 @@ class Session:
         seeds = checks.seeds(seeds)
         return self.runner.run(
             self.inputs(seeds),
-            state or self.state,
+            self._checked(state),
             retain=retain,
             retain_input=retain_input,
             before=self.sources.adapters(seeds),
@@ -268,7 +292,7 @@ class Session:
             return np.zeros((0, *self.image_size, 3), np.uint8)
         if self.kind == "classifier":
             return self.sources.images(seeds)
-        return self._rows(IMAGE, seeds, state or self.state).numpy()
+        return self._rows(IMAGE, seeds, self._checked(state)).numpy()
 
     def activations(self, layer: str, seeds, *, state: State | None = None) -> torch.Tensor:
         """A layer's output (N, C, h, w) on the CPU for the seeds at :attr:`state`."""
@@ -276,14 +300,19 @@ class Session:
         seeds = checks.seeds(seeds)
         if not seeds:
             return torch.zeros(0, *self._shapes[layer])
-        return self._rows(layer, seeds, state or self.state)
+        return self._rows(layer, seeds, self._checked(state))
 
     def run(self, inputs, *, retain=(), retain_input=(), edits: bool = True, state=None):
         """Forward raw inputs (latents or images) at ``state``; returns (output, retained).
 
         ``edits=False`` leaves output edits out (weight edits stay). Nothing is cached.
         """
-        state = state or self.state
+        state = self._checked(state)
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(
+                "inputs must be a torch.Tensor of latents (N, z_dim) or images (N, 3, H, W); "
+                f"got {type(inputs).__name__}"
+            )
         return self.runner.run(
             inputs,
             state if edits else state.weights_only(),
@@ -570,6 +599,9 @@ class Session:
         if edit is None:
             yield
             return
+        if not isinstance(edit, Edit):
+            raise TypeError(f"excluding() takes an Edit or None; got {type(edit).__name__}")
+        self._checked(self.state.minus(edit))  # a rewrite stays on what it was fitted on
         with self._viewing(False, edit):
             yield
 
