@@ -410,6 +410,11 @@ def dissect(
     >>> d = session.dissect("layer4", n=1000)                # doctest: +SKIP
     """
     layer = session.check_layer(layer)
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise TypeError(
+            "executor must be a concurrent.futures.Executor (with submit) or None; got "
+            f"{executor!r}"
+        )
     seeds = passes.sample_seeds(n, seeds)
     bs = passes.batch_size(session, batch_size, len(seeds))
     quantile = checks.quantile(quantile)

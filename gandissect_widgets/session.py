@@ -75,6 +75,13 @@ class Session:
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if layers is not None:
+            layers = checks.names(layers, "layers")
+        if data is not None and not callable(data):
+            raise TypeError(f"data must be a function seeds -> images; got {type(data).__name__}")
+        concepts = checks.names(concepts, "concepts") if concepts is not None else None
+        classes = checks.names(classes, "classes") if classes is not None else None
+        segmenter = checks.segmenter(segmenter)
         self.batch_size = checks.count(batch_size, "batch_size")
         cache_bytes = int(checks.number(cache_mb, "cache_mb", lo=0) * 2**20)
         z_dim = z_dim if z_dim is not None else getattr(model, "z_dim", 0) or 0
@@ -84,7 +91,7 @@ class Session:
                 "cannot tell what the model's samples are: give z_dim= for a generator "
                 "(or a model with a z_dim attribute), or data= (seeds -> images) for a classifier"
             )
-        self.runner = Runner(model, checks.device(device), cache_bytes)
+        self.runner = Runner(model, checks.available_device(device), cache_bytes)
         self.sources = Sources(self.z_dim, data, self.runner.device)
         self.data = data
         self.kind = self.sources.kind
@@ -422,7 +429,7 @@ class Session:
 
     @samples.setter
     def samples(self, seeds):
-        seeds = checks.seeds(seeds)
+        seeds = self.sources.check(checks.seeds(seeds))
         with self._samples_lock:
             self._samples = seeds
         self._emit(SessionEvent("samples"))
@@ -434,7 +441,7 @@ class Session:
         >>> s.add_samples(s.invert(picture))                     # doctest: +SKIP
         [0, 1, 2, 3, 4, 5, 6, 7, 4611686018427387904]
         """
-        seeds = checks.seeds(seeds)
+        seeds = self.sources.check(checks.seeds(seeds))
         with self._samples_lock:
             self._samples = [*self._samples, *seeds]
             now = list(self._samples)
@@ -511,6 +518,13 @@ class Session:
         >>> e = s.ablate("layer4", [3])                             # doctest: +SKIP
         >>> e = s.replace(e, s.ablation("layer4", [3, 4]))          # doctest: +SKIP
         """
+
+        for what, edit in (("old", old), ("new", new)):
+            if edit is not None and not isinstance(edit, Edit):
+                raise TypeError(
+                    f"an edit must be an Ablation, Rewrite or WeightEdit (or None); replace() got "
+                    f"{what}={edit!r}"
+                )
 
         def how(stack):
             if new is not None:
@@ -609,6 +623,8 @@ class Session:
     def observe(self, callback: Callable[[SessionEvent], None]) -> None:
         """Call ``callback(event)`` after each change of what the Session shows (outside the
         lock; one that raises is reported with a RuntimeWarning and the change stands)."""
+        if not callable(callback):
+            raise TypeError(f"observe() takes a function of one event; got {callback!r}")
         self._observers.add(callback)
 
     def unobserve(self, callback) -> None:

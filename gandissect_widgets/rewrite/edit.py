@@ -46,6 +46,13 @@ class Rewrite(WeightEdit):
         losses: Sequence[float] = (),
         seconds: float = 0.0,
     ):
+        if not (isinstance(directions, torch.Tensor) and isinstance(lam, torch.Tensor)):
+            raise TypeError("directions and lam must be torch tensors")
+        if directions.dim() != 2 or lam.dim() != 4 or lam.shape[1] != directions.shape[0]:
+            raise ValueError(
+                f"directions must be (rank, C_in) and lam (C_out, rank, kh, kw) of the same "
+                f"rank; got directions {tuple(directions.shape)}, lam {tuple(lam.shape)}"
+            )
         self.directions = directions.detach().float().cpu().contiguous()
         self.lam = lam.detach().float().cpu().contiguous()
         super().__init__(layer, param, delta_of(self.lam, self.directions))
