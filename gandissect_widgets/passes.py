@@ -83,7 +83,7 @@ def shard_size(size, bs: int) -> int:
 
 def concept_source(session, segmenter=None):
     """(concept names, ``segment(seeds, uint8 images) -> int64 concept maps``)."""
-    seg = segmenter if segmenter is not None else session.segmenter
+    seg = checks.segmenter(segmenter) if segmenter is not None else session.segmenter
     if seg is not None:
         return list(seg.concepts), lambda seeds, images: seg.segment(images).cpu()
     if session.kind == "classifier" and session.concepts:

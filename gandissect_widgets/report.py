@@ -269,6 +269,23 @@ _RENDERER = re.compile(
 )
 
 
+def _read_notebook(path):
+    """The notebook at ``path``, validated; ValueError naming ``path`` and what is wrong when
+    the file is not a Jupyter notebook (a missing file stays FileNotFoundError)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+        nbformat.validate(nb)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - JSON, schema or structure: one line says why
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        why = (lines[0] if lines else type(err).__name__)[:200]
+        raise ValueError(f"{path} is not a Jupyter notebook ({why})") from None
+    return nb
+
+
 def export_notebook(notebook, out) -> pathlib.Path:
     """Write an executed notebook as one HTML page that opens offline with its live widgets.
 
@@ -281,11 +298,10 @@ def export_notebook(notebook, out) -> pathlib.Path:
 
     >>> export_notebook("lab.ipynb", "lab.html")                       # doctest: +SKIP
     """
-    import nbformat
     from nbconvert import HTMLExporter
 
     out = check_out_path(out)
-    nb = nbformat.read(str(notebook), as_version=4)
+    nb = _read_notebook(notebook)
     page, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     has_state = bool(nb.metadata.get("widgets", {}).get(_STATE, {}).get("state"))
     page = _RENDERER.sub("", page)

@@ -75,6 +75,13 @@ class Session:
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if layers is not None:
+            layers = checks.names(layers, "layers")
+        if data is not None and not callable(data):
+            raise TypeError(f"data must be a function seeds -> images; got {type(data).__name__}")
+        concepts = checks.names(concepts, "concepts") if concepts is not None else None
+        classes = checks.names(classes, "classes") if classes is not None else None
+        segmenter = checks.segmenter(segmenter)
         self.batch_size = checks.count(batch_size, "batch_size")
         cache_bytes = int(checks.number(cache_mb, "cache_mb", lo=0) * 2**20)
         z_dim = z_dim if z_dim is not None else getattr(model, "z_dim", 0) or 0
@@ -84,7 +91,7 @@ class Session:
                 "cannot tell what the model's samples are: give z_dim= for a generator "
                 "(or a model with a z_dim attribute), or data= (seeds -> images) for a classifier"
             )
-        self.runner = Runner(model, checks.device(device), cache_bytes)
+        self.runner = Runner(model, checks.available_device(device), cache_bytes)
         self.sources = Sources(self.z_dim, data, self.runner.device)
         self.data = data
         self.kind = self.sources.kind
@@ -216,6 +223,30 @@ class Session:
             state = state.plus(edit) if add else state.minus(edit)
         return state
 
+    def _checked(self, state) -> State:
+        """``state`` (None: :attr:`state`) as a State that :meth:`push` could have built: its
+        ablations fit their layers, and each weight edit sits on the weights it was checked
+        (or fitted) on. TypeError/ValueError say what is wrong; the stack's own states and
+        their weight prefixes pass at once."""
+        if state is None:
+            return self.state
+        if not isinstance(state, State):
+            raise TypeError(
+                f"state must be a State (e.g. session.state) or None; got {type(state).__name__}"
+            )
+        if state.key == self.stack.state.key:
+            return state
+        for edit in state.edits:
+            if isinstance(edit, Ablation):
+                self.check_edit(edit)
+            elif not isinstance(edit, Edit):
+                raise TypeError(f"a State holds edits only; got {type(edit).__name__}")
+        weights = state.weight_edits
+        if weights != self.stack.state.weight_edits[: len(weights)]:
+            for i, edit in enumerate(weights):  # as push checks it: on the weights below it
+                self.check_edit(edit, State(weights[: i + 1]))
+        return state
+
     @property
     def state_key(self) -> tuple[str, ...]:
         """Identifies :attr:`state`: equal keys, equal outputs."""
@@ -223,12 +254,12 @@ class Session:
 
     def fingerprint(self, state: State | None = None) -> str:
         """A short hash of the weights and output edits at ``state`` (default: :attr:`state`)."""
-        return self.runner.fingerprint(state or self.state)
+        return self.runner.fingerprint(self._checked(state))
 
     @contextmanager
     def weights_at(self, state: State | None = None):
         """The model under the lock with its weights at ``state`` (e.g. to copy a block)."""
-        with self.runner.at(state or self.state) as model:
+        with self.runner.at(self._checked(state)) as model:
             yield model
 
     # ------------------------------------------------------------------ running
@@ -238,7 +269,7 @@ class Session:
         seeds = checks.seeds(seeds)
         return self.runner.run(
             self.inputs(seeds),
-            state or self.state,
+            self._checked(state),
             retain=retain,
             retain_input=retain_input,
             before=self.sources.adapters(seeds),
@@ -269,7 +300,7 @@ class Session:
             return np.zeros((0, *self.image_size, 3), np.uint8)
         if self.kind == "classifier":
             return self.sources.images(seeds)
-        return self._rows(IMAGE, seeds, state or self.state).numpy()
+        return self._rows(IMAGE, seeds, self._checked(state)).numpy()
 
     def activations(self, layer: str, seeds, *, state: State | None = None) -> torch.Tensor:
         """A layer's output (N, C, h, w) on the CPU for the seeds at :attr:`state`."""
@@ -277,14 +308,19 @@ class Session:
         seeds = checks.seeds(seeds)
         if not seeds:
             return torch.zeros(0, *self._shapes[layer])
-        return self._rows(layer, seeds, state or self.state)
+        return self._rows(layer, seeds, self._checked(state))
 
     def run(self, inputs, *, retain=(), retain_input=(), edits: bool = True, state=None):
         """Forward raw inputs (latents or images) at ``state``; returns (output, retained).
 
         ``edits=False`` leaves output edits out (weight edits stay). Nothing is cached.
         """
-        state = state or self.state
+        state = self._checked(state)
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(
+                "inputs must be a torch.Tensor of latents (N, z_dim) or images (N, 3, H, W); "
+                f"got {type(inputs).__name__}"
+            )
         return self.runner.run(
             inputs,
             state if edits else state.weights_only(),
@@ -394,7 +430,7 @@ class Session:
 
     @samples.setter
     def samples(self, seeds):
-        seeds = checks.seeds(seeds)
+        seeds = self.sources.check(checks.seeds(seeds))
         with self._samples_lock:
             self._samples = seeds
         self._emit(SessionEvent("samples"))
@@ -406,7 +442,7 @@ class Session:
         >>> s.add_samples(s.invert(picture))                     # doctest: +SKIP
         [0, 1, 2, 3, 4, 5, 6, 7, 4611686018427387904]
         """
-        seeds = checks.seeds(seeds)
+        seeds = self.sources.check(checks.seeds(seeds))
         with self._samples_lock:
             self._samples = [*self._samples, *seeds]
             now = list(self._samples)
@@ -483,6 +519,13 @@ class Session:
         >>> e = s.ablate("layer4", [3])                             # doctest: +SKIP
         >>> e = s.replace(e, s.ablation("layer4", [3, 4]))          # doctest: +SKIP
         """
+
+        for what, edit in (("old", old), ("new", new)):
+            if edit is not None and not isinstance(edit, Edit):
+                raise TypeError(
+                    f"an edit must be an Ablation, Rewrite or WeightEdit (or None); replace() got "
+                    f"{what}={edit!r}"
+                )
 
         def how(stack):
             if new is not None:
@@ -571,6 +614,9 @@ class Session:
         if edit is None:
             yield
             return
+        if not isinstance(edit, Edit):
+            raise TypeError(f"excluding() takes an Edit or None; got {type(edit).__name__}")
+        self._checked(self.state.minus(edit))  # a rewrite stays on what it was fitted on
         with self._viewing(False, edit):
             yield
 
@@ -578,6 +624,8 @@ class Session:
     def observe(self, callback: Callable[[SessionEvent], None]) -> None:
         """Call ``callback(event)`` after each change of what the Session shows (outside the
         lock; one that raises is reported with a RuntimeWarning and the change stands)."""
+        if not callable(callback):
+            raise TypeError(f"observe() takes a function of one event; got {callback!r}")
         self._observers.add(callback)
 
     def unobserve(self, callback) -> None:

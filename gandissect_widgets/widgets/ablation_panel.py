@@ -18,6 +18,7 @@ import time
 import numpy as np
 import traitlets as t
 
+from .. import checks
 from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import GridData
@@ -87,7 +88,13 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         mode: str = "remove",
         invert_settings=None,
     ):
+        from ..session import Session
+
+        if not isinstance(session, Session):
+            raise TypeError(f"session must be a gandissect_widgets.Session; got {session!r}")
         layer = session.check_layer(layer)
+        if units is not None:  # refused here, not only shown in the page
+            units = checks.units(units, session.layer_shape(layer)[0], layer)
         invert_settings = check_invert_settings(invert_settings, session)
         self.session = session
         self.seeds = self._seeds_or_samples(seeds, session)
@@ -193,7 +200,8 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         self.wait()
 
     def _apply_now(self) -> None:
-        self._render()  # the newest controls first
+        if not self._render():  # the newest controls first; invalid ones apply nothing
+            return
         if self.edit is None or self.applied:
             return
         self._quiet = True
@@ -231,7 +239,8 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         """Redraw both sides for the Session as it is now (after an event or on request)."""
         self._render()
 
-    def _render(self) -> None:
+    def _render(self) -> bool:
+        """Redraw for the controls as they are; False (the error shown) when they are invalid."""
         start = time.perf_counter()
         s = self.session
         if self._applied is not None and self._applied not in s.edits:
@@ -241,8 +250,9 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         try:
             new = self._wanted_edit()
         except (ValueError, KeyError, TypeError) as err:
+            self.applied = self._applied is not None  # what the Session holds, even now
             self._show_error(err)
-            return
+            return False
         for known in (self._applied, self.edit):  # unchanged controls: the same edit (cached)
             if known is not None and new is not None and self._same(new, known):
                 new = known
@@ -270,6 +280,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
             self.applied = self._applied is not None
             self._say(*self._describe(new))
         self.last_render_s = time.perf_counter() - start
+        return True
 
     def _use_seeds(self, seeds) -> None:
         super()._use_seeds(seeds)

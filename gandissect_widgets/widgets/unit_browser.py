@@ -16,6 +16,7 @@ import anywidget
 import torch
 import traitlets as t
 
+from .. import checks
 from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import GridData
@@ -92,7 +93,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         layer = session.check_layer(layer)
         invert_settings = check_invert_settings(invert_settings, session)
         self.seeds = self._seeds_or_samples(seeds, session)
-        self.top, self.pool = top, pool
+        self.top, self.pool = checks.count(top, "top"), checks.count(pool, "pool")
         self.session = session
         has_dissection = layer in session.dissections
         self.samples_grid = GridData(columns=columns, size=size, encoding="raw")

@@ -39,6 +39,8 @@ def load(name, **kwargs):
     """
     from . import checkpoints
 
+    if isinstance(name, str) and not name.strip():
+        raise ValueError("model must be a zoo name (e.g. 'hamlet') or a checkpoint file; got ''")
     if name in _GENERATORS:
         g = _pick(_GENERATORS, name, "generator")
         weights = hamlet.WEIGHTS / "generator.safetensors"

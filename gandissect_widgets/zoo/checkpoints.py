@@ -23,6 +23,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -438,8 +439,11 @@ def _metadata_config(metadata) -> dict:
 def _safetensors_metadata(path: Path) -> dict:
     from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as f:
-        return dict(f.metadata() or {})
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # a damaged header: safetensors' own error does not name the file
+        raise ValueError(f"{path} is not a valid .safetensors file: {_first_line(e)}") from None
 
 
 def load(name_or_path, *, cache_dir=None, progress=True) -> nn.Module:
@@ -463,10 +467,21 @@ def load(name_or_path, *, cache_dir=None, progress=True) -> nn.Module:
                 f"{name!r} is neither a catalogue name ({', '.join(sorted(CATALOGUE))}) "
                 "nor an existing file"
             )
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a checkpoint file or a catalogue name")
     metadata = _safetensors_metadata(path) if path.suffix == ".safetensors" else None
     model = model_from_checkpoint(
         read_checkpoint(path), normalization=normalization, metadata=metadata
     )
+    bad = [
+        n for n, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()
+    ]
+    if bad:
+        warnings.warn(
+            f"{path}: the weights hold NaN or infinite values in {', '.join(bad[:4])}"
+            f"{' and more' if len(bad) > 4 else ''}; the model's outputs will not be finite",
+            stacklevel=2,
+        )
     source = getattr(model, "source", None)
     if isinstance(source, Source):
         source.path = str(path)
