@@ -10,7 +10,7 @@ from .dissect import Dissection
 from .edits import Ablation, EditStack, State, WeightEdit
 from .effects import AblationEffect, AccuracyChange, rewrite_eval
 from .jobs import Cancelled, Job
-from .report import save_html
+from .report import save_html, save_report
 from .rewrite import Rewrite, load_edit
 from .session import Session, SessionEvent
 from .widgets import AblationPanel, ImageGrid, PaintCanvas, RuleEditor, Snapshot, UnitBrowser
@@ -21,5 +21,5 @@ __all__ = [
     "Session", "SessionEvent", "State", "Ablation", "WeightEdit", "EditStack", "Dissection",
     "AblationEffect", "AccuracyChange", "Job", "Cancelled",
     "ImageGrid", "PaintCanvas", "UnitBrowser", "AblationPanel", "RuleEditor", "Snapshot",
-    "Rewrite", "load_edit", "rewrite_eval", "save_html", "render", "stats", "zoo",
+    "Rewrite", "load_edit", "rewrite_eval", "save_html", "save_report", "render", "stats", "zoo",
 ]  # fmt: skip

@@ -50,9 +50,19 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser(
         "export", help="an executed notebook as one HTML page with live widgets, offline"
     )
-    export.add_argument("notebook", help="the .ipynb file (run, with its widget state saved)")
+    export.add_argument(
+        "notebook", help="the .ipynb file; run headless first when it has no saved widget state"
+    )
     export.add_argument("--out", required=True, help="the HTML file to write")
-    export.add_argument("--quiet", action="store_true", help="print nothing")
+    export.add_argument(
+        "--no-execute",
+        action="store_true",
+        help="never run the notebook (widgets without saved state show static pictures)",
+    )
+    export.add_argument(
+        "--execute", action="store_true", help="always run the notebook, even with saved state"
+    )
+    export.add_argument("--quiet", action="store_true", help="print nothing but warnings")
     return parser
 
 
@@ -209,18 +219,36 @@ def _accuracy_section(session, layer, args) -> str:
     )
 
 
+def _export(parser, args) -> int:
+    """``export``: run the notebook when it needs it, say so, and print warnings plainly."""
+    import sys
+    import warnings
+
+    if args.execute and args.no_execute:
+        parser.error("--execute and --no-execute contradict each other; pass one")
+    execute = True if args.execute else (False if args.no_execute else None)
+    say = None if args.quiet else print
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            path = report.export_notebook(
+                args.notebook, args.out, execute=execute, progress=not args.quiet, log=say
+            )
+        except (OSError, ValueError) as err:
+            _fail(parser, str(err))
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if say:
+        say(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (argparse exits 2 on bad arguments)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "export":
-        try:
-            path = report.export_notebook(args.notebook, args.out)
-        except (OSError, ValueError) as err:
-            _fail(parser, str(err))
-        if not args.quiet:
-            print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-        return 0
+        return _export(parser, args)
     session, layer = _open(parser, args)
     if args.command == "dissect":
         items = _run_dissect(session, layer, args)

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import checks, passes, stats
 from .cache import ResultCache, weights_fingerprint
-from .jobs import Job
+from .jobs import Job, progress_bar
 
 __all__ = ["Dissection", "dissect", "INTERPRETABLE_IOU"]
 
@@ -451,14 +450,23 @@ def dissect(
     expect = {"iou": (c, len(concepts)), "thresholds": (c,), "mean": (c,), "high": (c,)}
 
     def finish(result):
-        session.dissections[layer] = result
+        session.add_dissection(result)
         return result
 
     if executor is not None:
         units = len(passes.shards(seeds, size))
     else:
         units = sum(len(passes.batches(chunk, bs)) for _, chunk in passes.shards(seeds, size))
-    bar = tqdm(total=2 * units, desc=f"dissect {layer}", disable=not progress, leave=False)
+
+    check = functools.partial(
+        _check_cached, layer=layer, concepts=concepts, seeds=seeds, quantile=quantile,
+        units=c, k=k,
+    )  # fmt: skip
+    hit = store.load(key, expect=expect, check=check) if store else None
+    if hit is not None:  # read before any bar is drawn: a cached result shows none
+        done = finish(Dissection.from_arrays(hit))
+        return Job(lambda job: done, total=1, name=f"dissect {layer}") if background else done
+    bar = progress_bar(2 * units, f"dissect {layer}", progress)
 
     def work(job=None):
         def step():
@@ -467,13 +475,6 @@ def dissect(
                 job.step()
 
         try:
-            check = functools.partial(
-                _check_cached, layer=layer, concepts=concepts, seeds=seeds, quantile=quantile,
-                units=c, k=k,
-            )  # fmt: skip
-            hit = store.load(key, expect=expect, check=check) if store else None
-            if hit is not None:
-                return finish(Dissection.from_arrays(hit))
             if executor is not None:
                 from .distributed import dissect_sharded
 

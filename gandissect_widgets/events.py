@@ -20,7 +20,8 @@ __all__ = ["SessionEvent", "Observers"]
 
 @dataclass(frozen=True)
 class SessionEvent:
-    """What changed: ``kind`` is "edits", "weights" or "samples"; ``edit`` the edit involved."""
+    """What changed: ``kind`` is "edits", "weights", "samples" or "dissection" (a layer's
+    dissection was stored, ``detail["layer"]``); ``edit`` the edit involved."""
 
     kind: str
     edit: object = None

@@ -12,7 +12,35 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-__all__ = ["Job", "Cancelled"]
+__all__ = ["Job", "Cancelled", "progress_bar"]
+
+
+def progress_bar(total: int | None, desc: str, enabled: bool = True, unit: str = "it"):
+    """A tqdm bar for a loop that leaves nothing behind once closed. In a notebook the bar's
+    output is emptied when it closes, so a saved or exported page shows no bar frozen at the
+    state it was displayed in ("0%"); in a terminal its line is cleared. Use it in ``with``
+    or call ``close()``.
+
+    >>> with progress_bar(3, "demo", enabled=False) as bar:
+    ...     bar.update(3)
+    """
+    from tqdm.auto import tqdm
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    if not (enabled and issubclass(tqdm, notebook_tqdm)):
+        return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=not enabled)
+    from IPython.display import display
+
+    bar = notebook_tqdm(total=total, desc=desc, unit=unit, leave=False, display=False)
+    handle = display(bar.container, display_id=True)
+    close = bar.close
+
+    def close_and_empty():
+        close()
+        handle.update({"text/plain": ""}, raw=True)
+
+    bar.close = close_and_empty
+    return bar
 
 
 class Cancelled(Exception):

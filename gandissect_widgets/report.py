@@ -17,13 +17,21 @@ import io
 import json
 import pathlib
 import re
+import warnings
 
 import numpy as np
 
 from . import render
 from .cache import unwritable
 
-__all__ = ["check_out_path", "export_notebook", "save_html", "to_html", "unit_table"]
+__all__ = [
+    "check_out_path",
+    "export_notebook",
+    "save_html",
+    "save_report",
+    "to_html",
+    "unit_table",
+]
 
 _ASSETS = pathlib.Path(__file__).parent / "report_assets"
 _SOURCE_MAP = re.compile(r"^//# sourceMappingURL=.*$", re.MULTILINE)
@@ -286,22 +294,72 @@ def _read_notebook(path):
     return nb
 
 
-def export_notebook(notebook, out) -> pathlib.Path:
-    """Write an executed notebook as one HTML page that opens offline with its live widgets.
+def export_notebook(
+    notebook,
+    out,
+    *,
+    execute: bool | None = None,
+    progress: bool = True,
+    timeout: float = 600,
+    log=None,
+) -> pathlib.Path:
+    """Write a notebook as one HTML page that opens offline with live widgets.
 
-    ``jupyter nbconvert --to html`` fetches require.js, the widget manager and anywidget from
-    CDNs, so its widgets are blank offline. This runs the same converter (the "lab" template),
-    drops every script it would fetch (require.js, the widget renderer, MathJax, mermaid) and
-    inlines the assets :func:`save_html` uses; widgets replay the state saved in the notebook
-    (Lab: *Save Widget State Automatically*; ``nbconvert --execute`` saves it), and outputs
-    without saved state show their static pictures. Returns the path written.
+    A page draws a widget from the state of its model saved in the notebook. JupyterLab saves
+    that state only with *Save Widget State Automatically* on; VS Code and cleared notebooks
+    save none. So by default (``execute=None``), a notebook with a widget output that has no
+    saved state, or one never run, is first run headless in a fresh kernel in its folder (a
+    progress bar per cell; the file itself is not changed) and the page gets the state of that
+    run. ``execute=True`` always runs it; ``execute=False`` never does, and warns with the count
+    of widgets that will show only their static pictures. A failing cell stops the export with
+    a ``ValueError`` naming the cell (1-based) and its error. ``log`` (e.g. ``print``) is told
+    what was done and how long it took.
 
-    >>> export_notebook("lab.ipynb", "lab.html")                       # doctest: +SKIP
+    The page is nbconvert's "lab" template with every script it would fetch from a CDN
+    (require.js, the widget renderer, MathJax, mermaid) dropped and the assets of
+    :func:`save_html` inlined. Returns the path written.
+
+    >>> export_notebook("lab.ipynb", "lab.html", log=print)   # doctest: +SKIP
+    ran lab.ipynb headless (it had no saved widget state): 12 code cells in 9.3 s
+    PosixPath('lab.html')
     """
-    from nbconvert import HTMLExporter
+
+    from . import notebook_run
 
     out = check_out_path(out)
+    notebook = pathlib.Path(notebook)
     nb = _read_notebook(notebook)
+    missing = notebook_run.missing_state(nb)
+    unrun = notebook_run.never_run(nb)
+    if execute is None:
+        execute = bool(missing) or unrun
+    if execute:
+        why = (
+            f"{missing} widget output(s) had no saved state"
+            if missing
+            else ("it had never been run" if unrun else "asked to")
+        )
+        seconds = notebook_run.execute(
+            nb, notebook.resolve().parent, timeout=timeout, progress=progress
+        )
+        code = sum(1 for c in nb.cells if c.cell_type == "code" and c.source.strip())
+        if log is not None:
+            log(f"ran {notebook.name} headless ({why}): {code} code cells in {seconds:.1f} s")
+    elif missing:
+        warnings.warn(
+            f"{missing} widget output(s) of {notebook.name} have no saved state, so the page "
+            "shows only their static pictures; export without --no-execute (execute=None) to "
+            "run the notebook, or save it with JupyterLab's Save Widget State Automatically",
+            UserWarning,
+            stacklevel=2,
+        )
+    out.write_text(_notebook_page(nb), encoding="utf-8")
+    return out
+
+
+def _notebook_page(nb) -> str:
+    from nbconvert import HTMLExporter
+
     page, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     has_state = bool(nb.metadata.get("widgets", {}).get(_STATE, {}).get("state"))
     page = _RENDERER.sub("", page)
@@ -309,5 +367,59 @@ def export_notebook(notebook, out) -> pathlib.Path:
     page = _CDN_SCRIPT.sub("", page)
     if has_state:
         page = page.replace("</head>", _scripts() + "\n</head>", 1)
-    out.write_text(page, encoding="utf-8")
+    return page
+
+
+def save_report(path, *items, title: str = "gandissect-widgets report", notebook=None):
+    """A lab report from inside a notebook, whatever Jupyter's settings: no item saved by hand.
+
+    With ``items`` (widgets on screen, figures, text, as :func:`save_html` takes them) this is
+    :func:`save_html`. Without, it writes the running notebook as :func:`export_notebook` does,
+    its widgets taken live from this kernel: the notebook file (``notebook``, or the one
+    Jupyter started this kernel for) gives the cells and outputs, so save it first (Ctrl+S);
+    nothing is run again. Returns the path written.
+
+    >>> gw.save_report("lab.html")                     # doctest: +SKIP
+    PosixPath('lab.html')
+    >>> gw.save_report("two.html", browser, panel)     # doctest: +SKIP
+    PosixPath('two.html')
+    """
+    if items:
+        return save_html(path, *items, title=title)
+    import os
+
+    import ipywidgets
+    import nbformat
+
+    from . import notebook_run
+
+    notebook = notebook or os.environ.get("JPY_SESSION_NAME")
+    if not notebook or not pathlib.Path(notebook).is_file():
+        raise ValueError(
+            "save_report without items needs the notebook file: pass notebook='name.ipynb' "
+            f"(this kernel was not started for a notebook file it can find: {notebook!r}), or "
+            "pass the widgets to save: save_report(path, widget, ...)"
+        )
+    out = check_out_path(path)
+    nb = nbformat.read(str(notebook), as_version=4)
+    live = ipywidgets.Widget.get_manager_state(drop_defaults=False)
+    nb.metadata["widgets"] = {_STATE: live}
+    views = notebook_run.widget_views(nb)
+    missing = notebook_run.missing_state(nb)
+    if not views:
+        warnings.warn(
+            f"{pathlib.Path(notebook).name} as saved has no widget outputs: save the notebook "
+            "(Ctrl+S) after running it, then call save_report again",
+            UserWarning,
+            stacklevel=2,
+        )
+    elif missing:
+        warnings.warn(
+            f"{missing} of the {len(views)} widget outputs saved in "
+            f"{pathlib.Path(notebook).name} are no longer alive in this kernel (the file is "
+            "older than the cells' last run): save the notebook and call save_report again",
+            UserWarning,
+            stacklevel=2,
+        )
+    out.write_text(_notebook_page(nb), encoding="utf-8")
     return out

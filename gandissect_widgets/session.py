@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -27,13 +28,46 @@ import torch
 from torch import nn
 
 from . import checks, render
+from .dissect import dissect
 from .edits import Ablation, Edit, EditStack, State, WeightEdit
+from .effects import ablation_accuracy, ablation_effect, class_units
 from .events import Observers, SessionEvent
+from .export import export
 from .hooks import resolve
+from .invert import fit_photo
+from .photos import invert_photos
+from .rewrite import context_matches, make_rewrite, rewrite
 from .runner import IMAGE, Runner
 from .sources import Sources
 
 __all__ = ["Session", "SessionEvent"]
+
+
+def _delegate(target, doc: str, *, forwards=None, name: str | None = None, example: str = ""):
+    """A Session method calling ``target(session, ...)`` whose signature is ``target``'s less
+    its first parameter; with ``forwards``, ``target``'s ``**kwargs`` are shown as the keyword
+    parameters of the function they go to (those ``target`` does not set itself)."""
+    sig = inspect.signature(target)
+    params = list(sig.parameters.values())[1:]
+    if forwards is not None and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
+        own = {p.name for p in params}
+        params = params[:-1] + [
+            p
+            for p in inspect.signature(forwards).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in own
+        ]
+    self_ = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+    def method(self, *args, **kwargs):
+        return target(self, *args, **kwargs)
+
+    method.__name__ = name or target.__name__
+    method.__qualname__ = f"Session.{method.__name__}"
+    method.__module__ = __name__
+    method.__signature__ = sig.replace(parameters=[self_, *params])
+    see = f"See :func:`{target.__module__}.{target.__name__}`."
+    method.__doc__ = "\n\n".join(filter(None, [doc + ".", see, example]))
+    return method
 
 
 def _spatial(t) -> bool:
@@ -367,60 +401,40 @@ class Session:
             return self._levels[layer]
 
     # ------------------------------------------------------------------ analyses
-    def dissect(self, layer: str, **kwargs):
-        """Dissect a layer; see :func:`gandissect_widgets.dissect.dissect`."""
-        from .dissect import dissect
+    # Each is the analysis function with the Session as its first argument; help() and
+    # Shift-Tab show the function's own parameters (one source of truth: _delegate).
+    dissect = _delegate(dissect, "Dissect a layer: label every unit with a concept")
+    ablation_effect = _delegate(ablation_effect, "Concept pixels removed by ablating units")
+    ablation_accuracy = _delegate(
+        ablation_accuracy, "Per-class accuracy before/after ablating units"
+    )
+    class_units = _delegate(class_units, "Units ranked by support for a class")
+    rewrite = _delegate(
+        rewrite,
+        "Rewrite a rule (rank-one edit of ``layer``'s conv) and push it",
+        forwards=make_rewrite,
+    )
+    export = _delegate(
+        export, "Write the model with the active edits folded in, in its source's layout"
+    )
+    invert = _delegate(
+        invert_photos,
+        "Invert pictures (uint8 (H, W, 3) or a batch) into the generator; returns sample ids\n"
+        "that every call and widget takes like seeds",
+        forwards=fit_photo,
+        name="invert",
+        example=">>> ids = s.invert(pictures); s.ablate('layer6', trees); s.generate(ids)  "
+        "# doctest: +SKIP",
+    )
+    context_matches = _delegate(
+        context_matches, "Samples ranked by how strongly a rule's context matches"
+    )
 
-        return dissect(self, layer, **kwargs)
-
-    def ablation_effect(self, layer: str, units, concept: str, **kwargs):
-        """Concept pixels removed by ablating units; see :func:`effects.ablation_effect`."""
-        from .effects import ablation_effect
-
-        return ablation_effect(self, layer, units, concept, **kwargs)
-
-    def ablation_accuracy(self, layer: str, units, **kwargs):
-        """Per-class accuracy before/after ablating units; see :func:`effects.ablation_accuracy`."""
-        from .effects import ablation_accuracy
-
-        return ablation_accuracy(self, layer, units, **kwargs)
-
-    def class_units(self, layer: str, name: str, **kwargs):
-        """Units ranked by support for a class; see :func:`effects.class_units`."""
-        from .effects import class_units
-
-        return class_units(self, layer, name, **kwargs)
-
-    def rewrite(self, layer: str, context, copy=None, paste=None, **kwargs):
-        """Rewrite a rule (rank-one edit of ``layer``'s conv) and push it; see
-        :func:`gandissect_widgets.rewrite.rewrite`."""
-        from .rewrite import rewrite
-
-        return rewrite(self, layer, context, copy, paste, **kwargs)
-
-    def export(self, path, **kwargs):
-        """Write the model with the active edits folded in, in its source's layout; see
-        :func:`gandissect_widgets.export.export`."""
-        from .export import export
-
-        return export(self, path, **kwargs)
-
-    def invert(self, images, **kwargs):
-        """Invert pictures (uint8 (H, W, 3) or a batch) into the generator; returns sample ids
-        that every call and widget takes like seeds. See :func:`photos.invert_photos`.
-
-        >>> ids = s.invert(pictures); s.ablate("layer6", trees); s.generate(ids)  # doctest: +SKIP
-        """
-        from .photos import invert_photos
-
-        return invert_photos(self, images, **kwargs)
-
-    def context_matches(self, layer: str, context, n: int = 64, **kwargs):
-        """Samples ranked by how strongly a rule's context matches; see
-        :func:`gandissect_widgets.rewrite.context_matches`."""
-        from .rewrite import context_matches
-
-        return context_matches(self, layer, context, n, **kwargs)
+    def add_dissection(self, result) -> None:
+        """Keep ``result`` as its layer's dissection (``session.dissections``) and tell the
+        observers (kind "dissection"): widgets made before it pick up its labels."""
+        self.dissections[result.layer] = result
+        self._emit(SessionEvent("dissection", detail={"layer": result.layer}))
 
     # ------------------------------------------------------------------ samples
     @property

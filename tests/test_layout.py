@@ -26,7 +26,7 @@ RANKS = {
         ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos"], 3
     ),
     "session": 4,
-    **dict.fromkeys(["widgets", "report", "cli"], 5),
+    **dict.fromkeys(["widgets", "report", "cli", "notebook_run"], 5),
     "__init__": 6,
 }
 

@@ -19,6 +19,7 @@ shows the Session's samples (made without ``seeds=``) shows its reconstruction, 
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 import time
 import weakref
@@ -294,6 +295,15 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         return proposal["value"]
 
     # ------------------------------------------------------------ status
+    def set_state(self, sync_data) -> None:
+        """State from the page; a value the widget refuses (rank 0, a unit out of range) is
+        said in the status, and the page gets the value kept, instead of a silent change."""
+        try:
+            super().set_state(sync_data)
+        except InvalidValue as err:
+            self._say(f"{err}; kept the previous value", "error")
+            self.send_state([k for k in sync_data if k in self.keys])
+
     def _say(self, text: str, kind: str = "") -> None:
         with self.hold_sync():
             self.status, self.status_kind = text, kind
@@ -354,6 +364,19 @@ def check_invert_settings(settings, session=None) -> dict:
     return settings
 
 
+def sample_name(seed, short: bool = False) -> str:
+    """How a person reads a sample id: "photo k" for a dropped photo, else "sample #s"
+    ("#s" with ``short``); a photo's id itself is a large number nobody should see.
+
+    >>> sample_name(3), sample_name(3, short=True), sample_name(PHOTO_BASE + 1)
+    ('sample #3', '#3', 'photo 1')
+    """
+    seed = int(seed)
+    if seed >= PHOTO_BASE:
+        return f"photo {seed - PHOTO_BASE}"
+    return f"#{seed}" if short else f"sample #{seed}"
+
+
 def photo_captions(seeds) -> list[str]:
     """Captions "photo k" for the photo ids among ``seeds``, "" for the others; [] if none.
 
@@ -367,13 +390,15 @@ def photo_captions(seeds) -> list[str]:
 
 
 def parse_units(text: str, count: int) -> list[int]:
-    """'3, 7, 12-15' -> [3, 7, 12, 13, 14, 15]; ValueError naming the valid range.
+    """'3, 7, 12-15' -> [3, 7, 12, 13, 14, 15]; commas, semicolons or spaces separate units.
+    ValueError naming the valid range.
 
-    >>> parse_units("1, 4-6", 10)
-    [1, 4, 5, 6]
+    >>> parse_units("1, 4-6", 10), parse_units("3 7  2 - 4", 10)
+    ([1, 4, 5, 6], [3, 7, 2, 4])
     """
     units: list[int] = []
-    for part in text.replace(";", ",").split(","):
+    text = re.sub(r"\s*-\s*", "-", text.strip())
+    for part in re.split(r"[,;\s]+", text):
         part = part.strip()
         if not part:
             continue

@@ -28,6 +28,7 @@ from ._session_widget import (
     closes_on_failure,
     parse_units,
     photo_captions,
+    sample_name,
     touch,
 )
 from ._validate import InvalidValue, in_range
@@ -106,7 +107,8 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         self.original_grid = GridData(columns=columns, size=size, encoding="raw")
         self.edited_grid = GridData(columns=columns, size=size, encoding="raw", mode="outline")
         count = session.layer_shape(layer)[0]
-        d = session.dissections.get(layer)
+        d = self._listed = session.dissections.get(layer)
+        self._undone = None  # the applied edit last undone elsewhere
         super().__init__(
             layer=layer,
             count=count,
@@ -123,7 +125,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         seed = self.seeds[0]
         self.canvas = CanvasPart(self, session.generate([seed], state=session.state)[0], brush=6)
         self.canvas_caption = (
-            f"Paint on sample #{seed}: the edit then applies only inside the painted region, "
+            f"Paint on {sample_name(seed)}: the edit then applies only inside the painted region, "
             "at the same place on every sample (outlined on the edited side)."
         )
         self._bind(session, invert_settings)
@@ -237,6 +239,13 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
 
     def refresh(self) -> None:
         """Redraw both sides for the Session as it is now (after an event or on request)."""
+        d = self.session.dissections.get(self.layer)
+        if d is not self._listed:  # a new dissection: its concepts, the chosen one's units
+            self._listed = d
+            self.concepts = sorted(set(d.labels)) if d is not None else []
+            if self.concept and self.concept not in self.concepts:
+                self.concept = ""
+            self._on_concept()
         self._render()
 
     def _render(self) -> bool:
@@ -244,14 +253,17 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         start = time.perf_counter()
         s = self.session
         if self._applied is not None and self._applied not in s.edits:
-            self._applied, self._undone_elsewhere = None, True  # undone elsewhere
+            self._undone = self._applied  # undone elsewhere
+            self._applied, self._undone_elsewhere = None, True
         elif self._applied is None and self.edit is not None and self.edit in s.edits:
             self._applied, self._undone_elsewhere = self.edit, False  # redone elsewhere
+        elif self._undone_elsewhere and self._undone in s.edits:
+            self._undone_elsewhere = False  # back on the Session (redo), though not this preview
         try:
             new = self._wanted_edit()
         except (ValueError, KeyError, TypeError) as err:
             self.applied = self._applied is not None  # what the Session holds, even now
-            self._show_error(err)
+            self._show_invalid(err)
             return False
         for known in (self._applied, self.edit):  # unchanged controls: the same edit (cached)
             if known is not None and new is not None and self._same(new, known):
@@ -281,6 +293,16 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
             self._say(*self._describe(new))
         self.last_render_s = time.perf_counter() - start
         return True
+
+    def _show_invalid(self, err) -> None:
+        """Controls that describe no valid edit: the edited side empties (it would show a
+        preview the controls no longer describe) and the status says what is wrong."""
+        self.edited_grid.set_images(np.zeros((0, 1, 1, 3), np.uint8))
+        self.edited_grid.set_heatmaps(None)
+        with self.hold_sync():
+            self.edited = self.edited_grid.payload()
+            self._show_error(err)
+            self.status += " (the edited side is empty until the controls describe an edit)"
 
     def _use_seeds(self, seeds) -> None:
         super()._use_seeds(seeds)

@@ -32,6 +32,7 @@ from ._session_widget import (
     check_invert_settings,
     closes_on_failure,
     photo_captions,
+    sample_name,
 )
 from ._validate import InvalidValue
 from .paint_canvas import CanvasPart, CanvasTraits
@@ -198,7 +199,10 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         return self.session.generate([seed], state=self._state())[0]
 
     def _caption(self) -> None:
-        self.canvas_caption = f"painting on sample #{self.current} ({self.view} model)"
+        where = f"painting on {sample_name(self.current)}"
+        if self.edit is not None:  # no "(changed model)" before there is a change
+            where += f" ({self.view} model)"
+        self.canvas_caption = where
 
     def select(self, seed: int) -> None:
         """Show sample ``seed`` on the canvas for painting."""
@@ -220,7 +224,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         if mask is not None:
             self.copy = (self.current, mask)
             self.canvas.clear()
-            self._say(f"copied {int(mask.sum())} pixels of sample #{self.current}; now Paste")
+            self._say(f"copied {int(mask.sum())} pixels of {sample_name(self.current)}; now Paste")
 
     def arm_paste(self) -> None:
         """The next gallery click places the copy."""
@@ -235,7 +239,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         self.placing = False
         self.paste = (int(seed), (int(y), int(x)))
         self._say(
-            f"paste at ({y}, {x}) of sample #{seed} (previewed in the regions tray); "
+            f"paste at ({y}, {x}) of {sample_name(seed)} (previewed in the regions tray); "
             "add context, then Execute"
         )
 
@@ -327,12 +331,12 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         out = []
         if self.copy is not None:
             seed, mask = self.copy
-            out.append((f"copy · #{seed}", self._image(seed), mask))
+            out.append((f"copy · {sample_name(seed, True)}", self._image(seed), mask))
         if self.paste is not None:
             seed, (y, x) = self.paste
             image, mask = self._paste_preview(seed, y, x)
-            out.append((f"paste · #{seed} at ({y}, {x})", image, mask))
-        out += [(f"context · #{s}", self._image(s), m) for s, m in self.context]
+            out.append((f"paste · {sample_name(seed, True)} at ({y}, {x})", image, mask))
+        out += [(f"context · {sample_name(s, True)}", self._image(s), m) for s, m in self.context]
         return out
 
     def _show_tray(self) -> None:

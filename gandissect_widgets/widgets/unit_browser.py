@@ -26,6 +26,7 @@ from ._session_widget import (
     check_invert_settings,
     closes_on_failure,
     photo_captions,
+    sample_name,
 )
 from ._validate import InvalidValue
 
@@ -96,6 +97,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         self.top, self.pool = checks.count(top, "top"), checks.count(pool, "pool")
         self.session = session
         has_dissection = layer in session.dissections
+        self._listed = session.dissections.get(layer)
         self.samples_grid = GridData(columns=columns, size=size, encoding="raw")
         self.top_grid = GridData(columns=min(top, 8), size=size // 2 + 16, encoding="raw")
         super().__init__(
@@ -166,8 +168,25 @@ class UnitBrowser(StaticFallback, SessionWidget):
             self.order = order
 
     # ------------------------------------------------------------ drawing
+    def _follow_dissection(self) -> None:
+        """A dissection stored since the list was made (e.g. a browser made before
+        ``session.dissect`` ran, as marimo's cell order does): its labels and IoU sort."""
+        d = self.dissection
+        if d is self._listed:
+            return
+        self._listed = d
+        with self.hold_sync():
+            self.sorts = _SORTS if d is not None else _SORTS[1:]
+            if d is not None and self.sort == "unit":
+                self.sort = "iou"  # fills the list
+            elif self.sort == "iou" and d is None:
+                self.sort = "unit"
+            else:
+                self._fill_list()
+
     def refresh(self) -> None:
-        """Redraw the selected unit for the Session's current edits."""
+        """Redraw the selected unit for the Session's current edits (and its dissection)."""
+        self._follow_dissection()
         u, s = self.unit, self.session
         state = s.state
         acts = s.activations(self.layer, self.seeds, state=state)[:, u]
@@ -182,7 +201,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         top_acts = s.activations(self.layer, top_seeds, state=state)[:, u]
         self.top_grid.set_images(s.generate(top_seeds, state=state))
         self.top_grid.set_heatmaps(top_acts, vmin=0.0, vmax=vmax, threshold=threshold)
-        self.top_grid.captions = [f"#{seed}" for seed in top_seeds]
+        self.top_grid.captions = [sample_name(seed, short=True) for seed in top_seeds]
         if self.unit != u:
             return  # a newer unit was chosen meanwhile: its render follows
         with self.hold_sync():

@@ -36,7 +36,8 @@ async function render({ model, el }) {
   const number = (label, trait, min, max, step) => {
     const input = h("input", "", { type: "number", min, max, step });
     input.setAttribute("aria-label", label);
-    input.addEventListener("change", () => send(trait, Math.max(min, Math.round(Number(input.value) || min))));
+    // sent as typed: Python refuses what is out of range and says why in the status
+    input.addEventListener("change", () => { const v = Number(input.value); send(trait, Number.isFinite(v) ? Math.round(v) : 0); });
     input.addEventListener("keydown", (e) => e.stopPropagation());
     return [input, h("label", "gw-field", {}, [h("span", "gw-label", { textContent: label }), input])];
   };

@@ -1,0 +1,127 @@
+"""The rough edges a new user met in a first hour (issue 23's walk-through), one test each."""
+
+from __future__ import annotations
+
+import pytest
+
+
+# ---------------------------------------------------------------- 2: progress bars
+def test_a_cached_dissection_draws_no_progress_bar(seg_session, tmp_path, capsys):
+    seg_session.dissect("layer2", n=16, cache=tmp_path, progress=True)
+    assert "dissect layer2" in capsys.readouterr().err  # computed: a bar
+    seg_session.dissections.clear()
+    d = seg_session.dissect("layer2", n=16, cache=tmp_path, progress=True)
+    assert "dissect layer2" not in capsys.readouterr().err  # from the cache: no "0% 0/4"
+    assert seg_session.dissections["layer2"] is d
+    job = seg_session.dissect("layer2", n=16, cache=tmp_path, progress=True, background=True)
+    assert job.result(10).labels == d.labels and job.progress == 1.0
+    assert "dissect layer2" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 3, 4: AblationPanel
+@pytest.fixture
+def panel(gen_session):
+    from gandissect_widgets.widgets import AblationPanel
+
+    p = AblationPanel(gen_session, "layer2", units=[1, 2], seeds=[0, 1], size=32)
+    yield p
+    p.close()
+
+
+def test_units_typed_with_spaces_are_read_like_commas(panel):
+    panel.units = "3 12  4 - 6"
+    panel.wait()
+    assert panel.status_kind == "preview", panel.status
+    assert panel.edit.units == [3, 12, 4, 5, 6]
+
+
+def test_an_invalid_control_empties_the_edited_side(panel):
+    panel.wait()
+    assert len(panel.edited["images"]) == 2
+    panel.units = "1, 99"
+    panel.wait()
+    assert panel.status_kind == "error" and "0-15" in panel.status, panel.status
+    assert panel.edited["images"] == []
+    assert "edited side is empty" in panel.status
+    panel.units = "1"
+    panel.wait()
+    assert len(panel.edited["images"]) == 2 and panel.status_kind == "preview"
+
+
+def test_status_drops_undone_elsewhere_once_the_edit_is_applied_again(panel, gen_session):
+    panel.apply()
+    gen_session.undo()
+    panel.refresh()
+    assert "undone elsewhere" in panel.status
+    panel.apply()
+    assert panel.applied and "undone elsewhere" not in panel.status, panel.status
+    gen_session.undo()
+    panel.refresh()
+    gen_session.redo()  # re-applied elsewhere: the panel sees it applied, no stale note
+    panel.refresh()
+    assert panel.applied and "undone elsewhere" not in panel.status, panel.status
+
+
+def test_undone_elsewhere_is_not_said_once_the_edit_is_back(panel, gen_session):
+    panel.apply()
+    gen_session.undo()
+    panel.strength = 0.5  # a new preview, then the old edit comes back by redo
+    panel.wait()
+    assert "undone elsewhere" in panel.status
+    gen_session.redo()
+    panel.refresh()
+    assert "undone elsewhere" not in panel.status, panel.status
+
+
+# ---------------------------------------------------------------- 6c, 3: a later dissection
+def test_widgets_made_before_the_dissection_pick_it_up(seg_session):
+    from gandissect_widgets.widgets import AblationPanel, UnitBrowser
+    from gandissect_widgets.widgets._session_widget import parse_units
+
+    browser = UnitBrowser(seg_session, "layer2", seeds=[0, 1], size=16, top=2, pool=4)
+    panel = AblationPanel(seg_session, "layer2", units=[1], seeds=[0, 1], size=16)
+    try:
+        assert [v for _, v in browser.sorts] == ["unit", "activation"] and not panel.concepts
+        d = seg_session.dissect("layer2", n=16, cache=False, progress=False)
+        browser.wait()
+        panel.wait()
+        assert [v for _, v in browser.sorts] == ["iou", "unit", "activation"]
+        assert (
+            browser.sort == "iou" and browser.order == d.best_iou.argsort(descending=True).tolist()
+        )
+        assert d.labels[browser.order[0]] in browser.labels[0] and "label" in browser.info
+        assert panel.concepts == sorted(set(d.labels))
+        # the units field agrees with the concept and top-k controls as they change
+        panel.concept = panel.concepts[0]
+        panel.top = 3
+        assert parse_units(panel.units, 16) == d.ranked_for(panel.concept)[:3]
+        panel.concept = panel.concepts[-1]
+        assert parse_units(panel.units, 16) == d.ranked_for(panel.concept)[:3]
+    finally:
+        browser.close()
+        panel.close()
+
+
+# ---------------------------------------------------------------- 7: what a person reads
+def test_rule_editor_says_why_rank_0_is_refused_and_claims_no_change_before_one(gen_session):
+    from gandissect_widgets.widgets import RuleEditor
+
+    editor = RuleEditor(gen_session, "layer2", seeds=range(2), stat_samples=16, cache=False)
+    try:
+        assert editor.canvas_caption == "painting on sample #0", editor.canvas_caption
+        editor.set_state({"rank": 0})  # what the page sends for a typed 0
+        assert editor.rank == 1 and editor.status_kind == "error"
+        assert "rank must be >= 1; got 0" in editor.status, editor.status
+    finally:
+        editor.close()
+
+
+def test_photo_ids_read_as_photo_k():
+    from gandissect_widgets.sources import PHOTO_BASE
+    from gandissect_widgets.widgets._session_widget import sample_name
+
+    assert PHOTO_BASE > 10**18  # the id nobody should have to read
+    assert [sample_name(PHOTO_BASE), sample_name(PHOTO_BASE + 2, short=True)] == [
+        "photo 0",
+        "photo 2",
+    ]
