@@ -46,6 +46,7 @@ class Runner:
         self.results = Arena(cache_bytes)
         self._applied: list[tuple[Edit, torch.Tensor]] = []  # weight edits in the model now
         self._fingerprints: dict = {}
+        self.views: dict = {}  # layer -> LayerView (tokens, vectors); maps need none
 
     # ------------------------------------------------------------------ weights
     def _materialize(self, weight_edits: tuple[Edit, ...]) -> None:
@@ -136,6 +137,7 @@ class Runner:
                 retain_input=retain_input,
                 edit=fns,
                 stop_after_retained=stop,
+                views=self.views,
             ) as seen,
         ):
             try:
