@@ -517,6 +517,11 @@ class Session:
             units = checks.units(edit.units, self._shapes[layer][0], layer)
             checks.fraction(edit.strength, "strength")
             checks.mask(edit.mask, self.image_size, allow_empty=False)
+            if edit.mask is not None and self.layer_kind(layer) == "vector":
+                raise ValueError(
+                    f"{layer!r} is a vector layer (one value per unit and image): a region mask "
+                    "does not apply; ablate it without mask="
+                )
             value = checks.unit_value(edit.value, len(units))
             if edit.values is None:
                 edit.fix_levels(self.unit_levels(layer)[value][torch.tensor(units)])

@@ -237,7 +237,7 @@ def train_vit(out, steps, batch=48, lr=1e-3, warmup=150, ckpt_every=100):
     return model
 
 
-_DEFAULT_STEPS = {"gan": 200_000, "segmenter": 1500, "classifier": 1500, "vit": 2400}
+_DEFAULT_STEPS = {"gan": 200_000, "segmenter": 1500, "classifier": 1500, "vit": 1500}
 
 
 def main(argv=None):
