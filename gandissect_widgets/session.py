@@ -133,7 +133,8 @@ class Session:
     @classmethod
     def from_zoo(cls, name: str = "hamlet", **kwargs) -> Session:
         """A ready Session on a zoo model: "hamlet" (generator, segmenter attached),
-        "hamlet-classifier" (scene classifier with exact concept maps and labels), or any
+        "hamlet-classifier" (scene classifier with exact concept maps and labels),
+        "hamlet-vit" (the same task for a vision transformer: token layers), or any
         name or file :func:`gandissect_widgets.zoo.load` knows.
 
         >>> s = Session.from_zoo("hamlet")     # doctest: +SKIP
@@ -145,10 +146,11 @@ class Session:
         if name == "hamlet":
             kwargs.setdefault("segmenter", zoo.load_segmenter("hamlet"))
             session = cls(zoo.load("hamlet"), **kwargs)
-        elif name == "hamlet-classifier":
+        elif name in ("hamlet-classifier", "hamlet-vit"):
             kwargs.setdefault("concepts", list(hamlet.CONCEPTS))
             kwargs.setdefault("classes", list(hamlet.SCENES))
-            session = cls(zoo.load_classifier("hamlet"), data=hamlet.render, **kwargs)
+            net = zoo.load_classifier("hamlet" if name == "hamlet-classifier" else name)
+            session = cls(net, data=hamlet.render, **kwargs)
         else:
             session = cls(zoo.load(name), **kwargs)
         session.recipe = functools.partial(cls.from_zoo, name, **simple)
@@ -415,6 +417,12 @@ class Session:
         from .dissect import dissect
 
         return dissect(self, layer, **kwargs)
+
+    def survey(self, layers=None, **kwargs):
+        """Dissect every layer on one sample set; see :func:`gandissect_widgets.survey.survey`."""
+        from .survey import survey
+
+        return survey(self, layers, **kwargs)
 
     def ablation_effect(self, layer: str, units, concept: str, **kwargs):
         """Concept pixels removed by ablating units; see :func:`effects.ablation_effect`."""

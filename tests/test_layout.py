@@ -23,7 +23,8 @@ RANKS = {
     "passes": 2,
     "zoo": 2,
     **dict.fromkeys(
-        ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos"], 3
+        ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos", "survey"],
+        3,
     ),
     "session": 4,
     **dict.fromkeys(["widgets", "report", "cli"], 5),

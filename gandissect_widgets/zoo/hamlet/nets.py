@@ -159,8 +159,8 @@ class Classifier(nn.Sequential):
         super().__init__(OrderedDict(parts))
 
 
-#: hamlet-vit: patch 8 at 64 px (an 8x8 token grid and a class token), six blocks of width 96.
-VIT_SIZES = {"image_size": 64, "patch_size": 8, "dim": 96, "depth": 6, "heads": 4, "mlp_dim": 384}
+#: hamlet-vit: patch 8 at 64 px (an 8x8 token grid and a class token), four blocks of width 64.
+VIT_SIZES = {"image_size": 64, "patch_size": 8, "dim": 64, "depth": 4, "heads": 4, "mlp_dim": 256}
 
 
 def vit_classifier() -> VisionTransformer:
