@@ -5,18 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CONCEPTS, TinyClassifier, labelled_data
+from conftest import CONCEPTS, TinyClassifier, labelled_data, tiny_vit
 from torch import nn
 
 from gandissect_widgets import Session, passes
-from gandissect_widgets.zoo.vit import VisionTransformer
 
 
 def _tiny_vit():
-    torch.manual_seed(3)
-    return VisionTransformer(
-        image_size=16, patch_size=4, dim=12, depth=2, heads=2, mlp_dim=24, num_classes=2
-    )
+    return tiny_vit()
 
 
 class _HandGrid(nn.Module):
@@ -47,7 +43,7 @@ def _session(model, **kw):
 
 
 @pytest.fixture(scope="module")
-def vit_session():
+def vit_session():  # shared by this module's tests (conftest's is per test)
     return _session(_tiny_vit())
 
 
@@ -144,3 +140,14 @@ def test_bad_layers_say_what_is_valid(vit_session):
         _session(_tiny_vit(), tokens=(1, 3, 3))
     with pytest.raises(ValueError, match="tokens must be"):
         _session(_tiny_vit(), tokens=(1, 4))
+
+
+def test_report_tables_of_token_and_vector_layers(vit_session):
+    from gandissect_widgets import report
+
+    s = vit_session
+    for layer in ("blocks.1", "pool"):
+        d = s.dissect(layer, n=16, batch_size=8, cache=False, progress=False)
+        page = report.unit_table(d, s, units=[0, 1], top=2)
+        assert page.count("<img") == 4
+        assert ("no heatmap" in page) == (layer == "pool")

@@ -189,9 +189,10 @@ class UnitBrowser(StaticFallback, SessionWidget):
         self.top_grid.captions = [f"#{seed}" for seed in top_seeds]
         if vector:
             values = acts.flatten().tolist()
+            named = self.samples_grid.captions or [""] * len(values)
             self.samples_grid.captions = [
-                f"{c} · {v:.2f}{' ▲' if v > threshold else ''}"
-                for c, v in zip(self.samples_grid.captions, values, strict=True)
+                f"{c + ' · ' if c else ''}{v:.2f}{' ▲' if v > threshold else ''}"
+                for c, v in zip(named, values, strict=True)
             ]
             self.top_grid.captions = [
                 f"#{seed} · {float(v):.2f}" for seed, v in zip(top_seeds, top_acts.flatten())
