@@ -89,6 +89,9 @@ def hooked(
                 seen_as = fn(seen_as)
             if fns:
                 output = seen_as if view is None else view.write(output, seen_as)
+            for fn in fns if view is not None else ():  # edits that also take prefix tokens
+                if getattr(fn, "prefix_fn", None) is not None:
+                    output = view.edit_prefix(output, fn.prefix_fn)
             if name in retain:
                 seen[name] = seen_as
             _maybe_stop()

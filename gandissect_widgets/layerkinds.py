@@ -48,6 +48,11 @@ class LayerView:
         """(C, h, w) of the view of an output of shape ``(N, ...)``."""
         return tuple(out_shape[1:])
 
+    def edit_prefix(self, out: torch.Tensor, fn) -> torch.Tensor:
+        """``out`` with ``fn`` applied to its prefix tokens seen as an (N, C, prefix, 1) map
+        (layers without prefix tokens: ``out`` as is)."""
+        return out
+
     def __repr__(self):
         return f"<{self.kind} view>"
 
@@ -84,6 +89,15 @@ class TokenView(LayerView):
 
     def shape(self, out_shape):
         return (out_shape[-1], self.h, self.w)
+
+    def edit_prefix(self, out, fn):
+        if not self.prefix:
+            return out
+        new = out.clone()
+        new[:, : self.prefix] = fn(out[:, : self.prefix].transpose(1, 2)[..., None])[
+            ..., 0
+        ].transpose(1, 2)
+        return new
 
     def __repr__(self):
         return f"<tokens view: {self.prefix} prefix + {self.h}x{self.w} grid>"

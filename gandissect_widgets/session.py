@@ -501,8 +501,11 @@ class Session:
         return now
 
     # ------------------------------------------------------------------ edits
-    def ablation(self, layer, units, strength=1.0, mask=None, value=0.0) -> Ablation:
-        """A checked :class:`Ablation`, not yet applied (see :meth:`push`, :meth:`temporarily`)."""
+    def ablation(self, layer, units, strength=1.0, mask=None, value=0.0, prefix=False) -> Ablation:
+        """A checked :class:`Ablation`, not yet applied (see :meth:`push`, :meth:`temporarily`).
+
+        On a token layer the edit changes the patch tokens; ``prefix=True`` also changes the
+        class (and register) tokens, without a mask there."""
         layer = self.check_layer(layer)
         units = checks.units(units, self._shapes[layer][0], layer)
         return self.check_edit(
@@ -512,6 +515,7 @@ class Session:
                 checks.fraction(strength, "strength"),
                 checks.mask(mask, self.image_size, allow_empty=False),
                 checks.unit_value(value, len(units)),
+                prefix,
             )
         )
 
@@ -525,6 +529,11 @@ class Session:
             units = checks.units(edit.units, self._shapes[layer][0], layer)
             checks.fraction(edit.strength, "strength")
             checks.mask(edit.mask, self.image_size, allow_empty=False)
+            if getattr(edit, "prefix", False) and self.layer_kind(layer) != "tokens":
+                raise ValueError(
+                    f"prefix=True edits a token layer's class tokens; {layer!r} is a "
+                    f"{self.layer_kind(layer)} layer"
+                )
             if edit.mask is not None and self.layer_kind(layer) == "vector":
                 raise ValueError(
                     f"{layer!r} is a vector layer (one value per unit and image): a region mask "
@@ -593,12 +602,12 @@ class Session:
         self._change(how)
         return new
 
-    def ablate(self, layer, units, strength=1.0, mask=None, value=0.0) -> Ablation:
+    def ablate(self, layer, units, strength=1.0, mask=None, value=0.0, prefix=False) -> Ablation:
         """Push an ablation of ``units`` of ``layer`` and return it.
 
         >>> s.ablate("layer4", [3, 12], strength=0.8, value="high")   # doctest: +SKIP
         """
-        return self.push(self.ablation(layer, units, strength, mask, value))
+        return self.push(self.ablation(layer, units, strength, mask, value, prefix))
 
     def undo(self) -> Edit | None:
         """Undo the newest edit; returns it (None when there is nothing to undo)."""

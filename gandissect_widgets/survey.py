@@ -15,7 +15,11 @@ rule at every layer and rank and measures its success and its collateral change.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+
+import numpy as np
+import torch
 
 from . import checks, passes
 from .dissect import INTERPRETABLE_IOU
@@ -57,6 +61,27 @@ class _Table:
             for r in self.table()
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class _SharedSegmentation(torch.nn.Module):
+    """A segmenter module that segments each distinct image once: the layers of a survey see
+    the same generated images, so they share one segmentation of each. Cache keys see the
+    wrapped segmenter's weights."""
+
+    def __init__(self, segmenter):
+        super().__init__()
+        self.inner = segmenter
+        self.concepts = list(segmenter.concepts)
+        self._maps: dict[bytes, torch.Tensor] = {}
+
+    def segment(self, images):
+        images = np.ascontiguousarray(np.asarray(images))
+        keys = [hashlib.sha1(im.tobytes()).digest() for im in images]
+        todo = [i for i, k in enumerate(keys) if k not in self._maps]
+        if todo:
+            for i, found in zip(todo, self.inner.segment(images[todo]).cpu(), strict=True):
+                self._maps[keys[i]] = found
+        return torch.stack([self._maps[k] for k in keys])
 
 
 @dataclass(repr=False)
@@ -137,9 +162,14 @@ def survey(
     effect_n = int(checks.number(effect_n, "effect_n", 0))
     effect_units = checks.count(effect_units, "effect_units")
     bs = passes.batch_size(session, batch_size, n)
+    seg = session.segmenter
+    if isinstance(seg, torch.nn.Module) and session.kind == "generator":
+        seg = _SharedSegmentation(seg)
     rows, dissections = [], {}
     for layer in layers:
-        d = session.dissect(layer, n=n, batch_size=bs, cache=cache, progress=progress)
+        d = session.dissect(
+            layer, n=n, batch_size=bs, cache=cache, progress=progress, segmenter=seg
+        )
         dissections[layer] = d
         c, h, w = session.layer_shape(layer)
         good = d.interpretable(min_iou)
@@ -168,6 +198,7 @@ def survey(
                     concept,
                     seeds=effect_seeds,
                     batch_size=min(bs, effect_n),
+                    segmenter=seg,
                 ).removed
                 for concept in counts
             }

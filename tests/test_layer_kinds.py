@@ -92,6 +92,21 @@ def test_token_ablation_keeps_the_class_token(vit_session):
     assert torch.allclose(after["blocks.0"], expect, atol=1e-6)
     view = edited[:, 1:].permute(0, 2, 1).reshape(2, 12, 4, 4)  # written back in token order
     assert torch.allclose(view, expect, atol=1e-6)
+    # asked for, the class token is edited too (no mask there)
+    asked = s.ablation("blocks.0", [2, 5], strength=0.5, value="high", prefix=True)
+    h = s.model.blocks[1].register_forward_pre_hook(lambda m, i: raw.append(i[0]))
+    try:
+        with s.temporarily(asked):
+            s.forward([1, 2])
+    finally:
+        h.remove()
+    cls = plain[:, 0].clone()
+    cls[:, [2, 5]] = 0.5 * plain[:, 0, [2, 5]] + 0.5 * high
+    assert torch.allclose(raw[2][:, 0], cls, atol=1e-6)
+    assert torch.allclose(raw[2][:, 1:], edited[:, 1:])
+    assert "class token" in asked.describe() and asked.signature() != edit.signature()
+    with pytest.raises(ValueError, match="prefix=True edits a token layer"):
+        s.ablation("pool", [0], prefix=True)
     assert s.edits == []
 
 
