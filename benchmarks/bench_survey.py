@@ -23,18 +23,20 @@ def _top(counts: dict, k: int = 3) -> list[str]:
 
 def gan_survey() -> None:
     session = gw.Session.from_zoo("hamlet", device="cpu")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     table = gw.survey(session, n=N, cache=False, progress=False)
-    took = time.perf_counter() - start
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(table)
-    print(f"survey of {len(table.rows)} GAN layers, {N} samples (+50 for effects): {took:.1f} s")
-    print("layer  survey top-3  |  full dissection top-3 (n=%d)" % FULL)
+    print(f"survey of {len(table.rows)} GAN layers, {N} samples (+50 for effects): {took:.1f} s "
+          f"wall, {cpu:.1f} s process CPU")  # fmt: skip
+    print(f"layer  survey top-3  |  full dissection top-3 (n={FULL})")
     for row in table.rows:
         if row["layer"] not in CHECKED:
             continue
         full = session.dissect(row["layer"], n=FULL, progress=False)
+        share = len(full.interpretable()) / len(full.labels)
         print(f"{row['layer']}  {_top(row['counts'])}  |  {_top(full.summary())}  "
-              f"interpretable {row['interpretable']:.0%} vs {len(full.interpretable()) / len(full.labels):.0%}")  # fmt: skip
+              f"interpretable {row['interpretable']:.0%} vs {share:.0%}")  # fmt: skip
     for row in table.rows:
         removed = ", ".join(f"{c} {v:.0%}" for c, v in row.get("removed", {}).items())
         print(f"  {row['layer']}: best units' ablation removes {removed}")
@@ -62,20 +64,29 @@ def classifier_surveys() -> None:
         print(f"== {name}: {time.perf_counter() - start:.1f} s")
         print(table)
         if name == "hamlet-vit":
-            best = max(table.rows, key=lambda r: r["counts"].get("tree", 0))
+            # after the last block only the class token reaches the head: its patch tokens
+            # cannot change a prediction, so the tree units are taken from the blocks before
+            last = f"blocks.{len(session.model.blocks) - 1}"
+            rows = [r for r in table.rows if not r["layer"].startswith(last)]
+            best = max(rows, key=lambda r: (r["counts"].get("tree", 0), r["layer"]))
             d = table.dissections[best["layer"]]
             units = d.units_for("tree", 0.04)[:10]
             change = session.ablation_accuracy(best["layer"], units, seeds=held_out)
+            others = -100 * change.others_drop("forest")
             print(f"{best['layer']}: {len(units)} best tree units ablated: forest accuracy "
-                  f"{change.before['forest']:.1%} -> {change.after['forest']:.1%}; other classes "
-                  f"{-100 * change.others_drop('forest'):+.1f} points (500 held-out scenes)")  # fmt: skip
+                  f"{change.before['forest']:.1%} -> {change.after['forest']:.1%}; other "
+                  f"classes {others:+.1f} points (500 held-out scenes)")  # fmt: skip
 
 
-def main() -> None:
-    gan_survey()
-    rule_survey()
-    classifier_surveys()
+def main(parts=("gan", "rule", "classifiers")) -> None:
+    for part in parts:
+        {"gan": gan_survey, "rule": rule_survey, "classifiers": classifier_surveys}[part]()
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    import torch
+
+    torch.set_num_threads(2)
+    main(sys.argv[1:] or ("gan", "rule", "classifiers"))
