@@ -66,16 +66,13 @@ def classifier_surveys() -> None:
         if name == "hamlet-vit":
             # after the last block only the class token reaches the head: its patch tokens
             # cannot change a prediction, so the tree units are taken from the blocks before
-            last = f"blocks.{len(session.model.blocks) - 1}"
-            rows = [r for r in table.rows if not r["layer"].startswith(last)]
-            best = max(rows, key=lambda r: (r["counts"].get("tree", 0), r["layer"]))
-            d = table.dissections[best["layer"]]
-            units = d.units_for("tree", 0.04)[:10]
-            change = session.ablation_accuracy(best["layer"], units, seeds=held_out)
-            others = -100 * change.others_drop("forest")
-            print(f"{best['layer']}: {len(units)} best tree units ablated: forest accuracy "
-                  f"{change.before['forest']:.1%} -> {change.after['forest']:.1%}; other "
-                  f"classes {others:+.1f} points (500 held-out scenes)")  # fmt: skip
+            for layer in [r["layer"] for r in table.rows if not r["layer"].startswith("blocks.3")]:
+                units = table.dissections[layer].ranked_for("tree")[:20]
+                change = session.ablation_accuracy(layer, units, seeds=held_out)
+                others = -100 * change.others_drop("forest")
+                print(f"{layer}: 20 best tree units ablated: forest accuracy "
+                      f"{change.before['forest']:.1%} -> {change.after['forest']:.1%}; other "
+                      f"classes {others:+.1f} points (500 held-out scenes)")  # fmt: skip
 
 
 def main(parts=("gan", "rule", "classifiers")) -> None:

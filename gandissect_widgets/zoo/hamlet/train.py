@@ -187,16 +187,19 @@ def train_classifier(out, steps, batch=32, lr=3e-3, init=None):
     return _train_supervised(Classifier(), loss_fn, out, "classifier", steps, batch, lr, init)
 
 
-def train_vit(out, steps, batch=48, lr=1e-3, warmup=150, ckpt_every=100):
+def train_vit(out, steps, batch=48, lr=1e-3, warmup=150, ckpt_every=100, init=None, seed=3):
     """hamlet-vit: AdamW, linear warm-up then cosine decay, fresh scenes; resumes from ckpt.pt.
 
     Every step draws its scenes and augmentation from seeds made of the step number, so a run
     cut anywhere and resumed from ``OUT/ckpt.pt`` (written every ``ckpt_every`` steps) gives the
-    same weights as an uncut one.
+    same weights as an uncut one. ``init`` (a safetensors file) starts from existing weights
+    (fine-tuning; give it another ``seed`` so that it sees other scenes).
     """
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model = vit_classifier()
+    if init is not None:
+        model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
     decay = [p for n, p in model.named_parameters() if p.dim() > 1 and "pos_embed" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.dim() > 1 and "pos_embed" not in n)]
     opt = torch.optim.AdamW(
@@ -216,7 +219,7 @@ def train_vit(out, steps, batch=48, lr=1e-3, warmup=150, ckpt_every=100):
         rate *= 0.5 * (1 + math.cos(math.pi * max(0, step - warmup) / max(1, steps - warmup)))
         for group in opt.param_groups:
             group["lr"] = rate
-        x, _, scenes = _batch(np.random.default_rng([3, step]), batch)
+        x, _, scenes = _batch(np.random.default_rng([seed, step]), batch)
         x = _augment(x, torch.Generator().manual_seed(step))
         loss = F.cross_entropy(model(x), scenes)
         opt.zero_grad(set_to_none=True)
@@ -249,12 +252,14 @@ def main(argv=None):
     parser.add_argument("--init", type=Path, help="segmenter/classifier: start from these weights")
     parser.add_argument("--batch", type=int, help="segmenter/classifier: batch size")
     parser.add_argument("--lr", type=float, help="segmenter/classifier: peak learning rate")
+    parser.add_argument("--seed", type=int, default=3, help="vit: seed of its scenes")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     steps = args.steps or _DEFAULT_STEPS[args.model]
     out = args.out or Path("runs") / args.model
     if args.model == "vit":
-        train_vit(out, steps, **{k: v for k, v in [("batch", args.batch), ("lr", args.lr)] if v})
+        extra = {k: v for k, v in [("batch", args.batch), ("lr", args.lr)] if v is not None}
+        train_vit(out, steps, init=args.init, seed=args.seed, **extra)
         return
     if args.model == "gan":
         if args.init or args.batch or args.lr:
