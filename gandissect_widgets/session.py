@@ -44,7 +44,7 @@ def _close(name: str, names: list[str]) -> str:
     import difflib
 
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    return f"did you mean {', '.join(map(repr, close))}? " if close else ""
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
 
 
 class Session:
@@ -215,9 +215,10 @@ class Session:
             return resolve(self.model, layer)
         except KeyError:
             raise KeyError(
-                f"unknown layer {layer!r}; {_close(layer, module_names(self.model))}"
+                f"unknown layer {layer!r}; "
                 f"layers are: {', '.join(self.layers if hasattr(self, 'layers') else [])} "
                 "(or any module path of the model: session.layer_info() lists them)"
+                + _close(layer, module_names(self.model))
             ) from None
 
     def _view_for(self, out, layer: str):
