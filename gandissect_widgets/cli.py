@@ -25,7 +25,11 @@ def _zoo(name: str):
 
 
 # Model name -> function returning a ready Session (with a segmenter, for dissection).
-MODELS = {"hamlet": _zoo("hamlet"), "hamlet-classifier": _zoo("hamlet-classifier")}
+MODELS = {
+    "hamlet": _zoo("hamlet"),
+    "hamlet-classifier": _zoo("hamlet-classifier"),
+    "hamlet-vit": _zoo("hamlet-vit"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -368,7 +368,7 @@ def dissect(
     n: int = 1000,
     seeds=None,
     batch_size: int | None = None,
-    quantile: float = 0.99,
+    quantile: float | None = None,
     segmenter=None,
     k: int = 32,
     cache=True,
@@ -406,6 +406,13 @@ def dissect(
     share of values fits ``exact_mb`` MiB (default 256), else a sketch whose worst-case
     rank error is recorded in ``rank_error``.
 
+    Token layers (N, T, C) are dissected as the (N, C, h, w) maps of their patch tokens. A
+    vector layer (N, C) is dissected image by image: a unit is "on" in the images where its
+    value passes its ``quantile`` level (default 0.8 there, 0.99 elsewhere), a concept is "in"
+    the images where it covers at least 0.5% of the pixels (:func:`passes.presence`), and
+    ``iou`` holds how far the IoU of those two sets of images rises above chance (see
+    :meth:`stats.IoU.iou`), so that sky, in every image, labels no unit by default.
+
     >>> d = session.dissect("layer4", n=1000)                # doctest: +SKIP
     """
     layer = session.check_layer(layer)
@@ -416,7 +423,8 @@ def dissect(
         )
     seeds = passes.sample_seeds(n, seeds)
     bs = passes.batch_size(session, batch_size, len(seeds))
-    quantile = checks.quantile(quantile)
+    vector = session.layer_kind(layer) == "vector"
+    quantile = checks.quantile(quantile if quantile is not None else 0.8 if vector else 0.99)
     k = checks.count(k, "k")
     concepts, segment = passes.concept_source(session, segmenter)
     store = ResultCache.resolve(cache)

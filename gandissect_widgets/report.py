@@ -150,10 +150,16 @@ def _top_images(session, dissection, unit, top, size) -> str:
     seeds = dissection.top_seeds[unit, :top].tolist()
     acts = session.activations(dissection.layer, seeds)[:, unit]
     vmax = max(float(dissection.top_values[unit].max()), 1e-6)
-    over = render.overlay(session.generate(seeds), acts, vmin=0.0, vmax=vmax)
+    if session.layer_kind(dissection.layer) == "vector":  # one value per image: no heatmap
+        over = session.generate(seeds)
+        titles = [f"sample #{s}, value {float(v):.3f} (vector layer: no heatmap)" for s, v in
+                  zip(seeds, acts.flatten())]  # fmt: skip
+    else:
+        over = render.overlay(session.generate(seeds), acts, vmin=0.0, vmax=vmax)
+        titles = [f"sample #{s}" for s in seeds]
     return "".join(
-        f'<img width={size} height={size} alt="#{s}" title="sample #{s}" src="{_png_uri(im)}">'
-        for s, im in zip(seeds, over)
+        f'<img width={size} height={size} alt="#{s}" title="{t}" src="{_png_uri(im)}">'
+        for s, t, im in zip(seeds, titles, over)
     )
 
 

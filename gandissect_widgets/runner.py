@@ -60,6 +60,7 @@ class Runner:
         self._fingerprints: dict = {}
         self._stages = stages(self.model)  # where a pass may start over (suffix passes)
         self._trusted: dict[int, bool] = {}  # stage -> suffix passes checked equal to full ones
+        self.views: dict = {}  # layer -> LayerView (tokens, vectors); maps need none
 
     # ------------------------------------------------------------------ weights
     def _materialize(self, weight_edits: tuple[Edit, ...]) -> None:
@@ -176,6 +177,7 @@ class Runner:
                 retain_input=retain_input,
                 edit=fns,
                 stop_after_retained=stop,
+                views=self.views,
             ) as seen,
         ):
             try:

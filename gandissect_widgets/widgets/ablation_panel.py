@@ -127,6 +127,9 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         self.canvas_caption = (
             f"Paint on {sample_name(seed)}: the edit then applies only inside the painted region, "
             "at the same place on every sample (outlined on the edited side)."
+            if session.layer_kind(layer) != "vector"
+            else f"{layer} is a vector layer (one value per image, no heatmap): a painted "
+            "region does not apply to it; its edits change the whole image's value."
         )
         self._bind(session, invert_settings)
         self.canvas.on_stroke(lambda _mask: self._changed())

@@ -15,7 +15,7 @@ from . import hamlet
 
 _GENERATORS = {"hamlet": hamlet.load_generator}
 _SEGMENTERS = {"hamlet": hamlet.load_segmenter}
-_CLASSIFIERS = {"hamlet": hamlet.load_classifier}
+_CLASSIFIERS = {"hamlet": hamlet.load_classifier, "hamlet-vit": hamlet.load_vit}
 
 
 def _pick(table, name, what):

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import ada_pickle
+from . import ada_pickle, vit
 from .classifiers import classifier_from_state_dict, is_resnet, is_vgg16
 from .progan import ProgressiveGenerator
 from .stylegan2 import from_rosinality
@@ -270,6 +270,8 @@ _KNOWN = (
     "state_dict (mapping.fc0.weight, synthesis.b4.const, ...); "
     "torchvision VGG16 state_dict (features.0.weight, ..., classifier.6.weight); "
     "torchvision ResNet state_dict (conv1.weight, layer1.0.conv1.weight, ..., fc.weight); "
+    "torchvision ViT state_dict (conv_proj.weight, encoder.pos_embedding, ...) or timm's "
+    "(patch_embed.proj.weight, pos_embed, blocks.0.attn.qkv.weight, ...); "
     "each optionally wrapped in {'state_dict': ...} with 'module.' prefixes"
 )
 
@@ -350,7 +352,7 @@ def _unwrap(obj):
 
 
 def detect_format(obj) -> str:
-    """ "progan", "stylegan2", "stylegan2-ada", "vgg16" or "resnet" for checkpoint contents.
+    """ "progan", "stylegan2", "stylegan2-ada", "vit", "vgg16" or "resnet" for checkpoint contents.
 
     >>> detect_format({"g_ema": {}, "latent_avg": torch.zeros(4)})
     'stylegan2'
@@ -372,6 +374,8 @@ def detect_format(obj) -> str:
         return "stylegan2-ada"
     if "layer1.conv.weight" in obj and "layer1.wscale.b" in obj:
         return "progan"
+    if vit.is_vit(obj):
+        return "vit"
     if is_vgg16(obj):
         return "vgg16"
     if is_resnet(obj):
@@ -410,6 +414,8 @@ def model_from_checkpoint(obj, *, normalization="imagenet", metadata=None) -> nn
             g = ProgressiveGenerator.from_state_dict(obj).eval()
             g.source = Source("progan", "torch", None, _layout(obj))
             return g
+        if kind == "vit":
+            return vit.vit_from_state_dict(obj, normalization)
         return classifier_from_state_dict(obj, normalization)
     except (KeyError, RuntimeError) as e:
         msg = e.args[0] if e.args else e
