@@ -25,8 +25,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Test files run side by side on JOBS processes (a file's tests, and a notebook's cells, stay
+# together on one); JOBS=0 runs everything in this process.
+JOBS ?= 2
+
 test: lint
-	$(BIN)/python -m pytest -p no:cacheprovider tests gandissect_widgets --doctest-modules $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -q -rs
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile tests gandissect_widgets --doctest-modules $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -q -rs --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

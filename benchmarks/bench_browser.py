@@ -1,5 +1,5 @@
 """End to end in the browser: JupyterLab 4, headless Chromium, a UnitBrowser and an
-AblationPanel on one hamlet Session, 8 samples.
+AblationPanel on layer6 of one hamlet Session, 8 samples.
 
 - slider -> pixels: the strength slider's ``input`` event (value set in the page) to the
   edited grid's canvases showing different pixels, 30 moves one after another, median;
@@ -25,9 +25,9 @@ import torch
 import gandissect_widgets as gw
 torch.set_num_threads(2)
 session = gw.Session.from_zoo("hamlet", device="cpu")
-browser = gw.UnitBrowser(session, "layer4", columns=4, size=96)
-units = session.unit_levels("layer4")["mean"].argsort(descending=True)[:10].tolist()
-panel = gw.AblationPanel(session, "layer4", units=units, columns=4, size=96)
+browser = gw.UnitBrowser(session, "layer6", columns=4, size=96)
+units = session.unit_levels("layer6")["mean"].argsort(descending=True)[:10].tolist()
+panel = gw.AblationPanel(session, "layer6", units=units, columns=4, size=96)
 display(browser, panel)
 print("READY", len(session.samples))
 """
@@ -126,7 +126,7 @@ def main() -> None:
             moves = page.evaluate(_MOVES, values)
             report("slider -> changed pixels, median of 30", f"{statistics.median(moves):.1f} ms")
             report("  90th percentile", f"{sorted(moves)[26]:.1f} ms")
-            report("  goal", "median <= 100 ms")
+            report("  goal", "median <= 45 ms, 90th percentile <= 70 ms")
 
             slider = page.locator(".gw-ablation-panel input[aria-label=strength]")
             box = slider.bounding_box()

@@ -18,6 +18,8 @@ import torch
 import gandissect_widgets as gw
 from benchmarks._timing import median_seconds, report
 
+LAYER = "layer6"  # the layer the issue names: its ablations change nothing before it
+
 
 def _drag(panel, values, bare, draws) -> tuple[float, float, float, int]:
     """(median slider -> new bytes, median bare generation, median of the per-move ratios,
@@ -52,8 +54,8 @@ def _drag(panel, values, bare, draws) -> tuple[float, float, float, int]:
 def main() -> None:
     session = gw.Session.from_zoo("hamlet", device="cpu")
     seeds = list(range(8))
-    browser = gw.UnitBrowser(session, "layer4", seeds=seeds)
-    panel = gw.AblationPanel(session, "layer4", units=list(range(10)), seeds=seeds)
+    browser = gw.UnitBrowser(session, LAYER, seeds=seeds)
+    panel = gw.AblationPanel(session, LAYER, units=list(range(10)), seeds=seeds)
     z = session.latents(seeds)
     model = session.model
 
@@ -71,7 +73,7 @@ def main() -> None:
     lat, base, ratio, during = _drag(panel, values, bare, draws)
     report("preview: slider -> new image bytes (median)", f"{lat * 1e3:.2f} ms")
     report("bare generation of the 8 images (median)", f"{base * 1e3:.2f} ms")
-    report("preview ratio, UnitBrowser open (goal <= 1.2)", f"{ratio:.3f}x")
+    report("preview ratio, UnitBrowser open (goal <= 0.6)", f"{ratio:.3f}x")
     report("  browser redraws (the Session is unchanged)", f"{len(draws)}")
 
     panel.apply()
@@ -81,7 +83,7 @@ def main() -> None:
     browser.wait()
     report("applied: slider -> new image bytes (median)", f"{lat * 1e3:.2f} ms")
     report("bare generation of the 8 images (median)", f"{base * 1e3:.2f} ms")
-    report("applied ratio, UnitBrowser open (goal <= 1.2)", f"{ratio:.3f}x")
+    report("applied ratio, UnitBrowser open (goal <= 0.6)", f"{ratio:.3f}x")
     report("  browser redraws during / after the drag", f"{during} / {len(draws) - during}")
     panel.close()
     browser.close()

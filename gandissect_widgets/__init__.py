@@ -15,6 +15,7 @@ from .jobs import Cancelled, Job
 from .report import save_html, save_report
 from .rewrite import Rewrite, load_edit
 from .session import Session, SessionEvent
+from .survey import RewriteSurvey, Survey, rewrite_survey, survey
 from .widgets import AblationPanel, ImageGrid, PaintCanvas, RuleEditor, Snapshot, UnitBrowser
 
 __version__ = "0.1.0"
@@ -24,4 +25,5 @@ __all__ = [
     "AblationEffect", "AccuracyChange", "Job", "Cancelled",
     "ImageGrid", "PaintCanvas", "UnitBrowser", "AblationPanel", "RuleEditor", "Snapshot",
     "Rewrite", "load_edit", "rewrite_eval", "save_html", "save_report", "render", "stats", "zoo",
+    "survey", "Survey", "rewrite_survey", "RewriteSurvey",
 ]  # fmt: skip

@@ -2,9 +2,11 @@
 
 The folder is checked when the cache is made: one that cannot be created or written is an
 error at once, before any work. A damaged file (truncated, of another format, missing an
-array, of the wrong shape, holding NaN or infinity) is reported with one warning, removed and
-recomputed, never a crash. Files are written atomically, so an interrupted write leaves
-nothing behind.
+array, of the wrong shape, holding NaN or infinity, whose arrays no longer match the digest
+written with them, or refused by the caller's ``check`` of what the request implies) is
+reported with one warning, removed and recomputed, never a crash. Files are written
+atomically, so an interrupted write leaves nothing behind; a save that fails warns and the
+caller keeps its result in memory.
 
 >>> import tempfile
 >>> c = ResultCache.resolve(tempfile.mkdtemp())
@@ -28,10 +30,11 @@ import numpy as np
 
 __all__ = ["ResultCache", "default_dir", "weights_fingerprint", "unwritable"]
 
-# The layout ``save`` writes: the arrays plus ``__key__`` (the key as JSON) and ``__format__``.
-# Files of any other format (or none: written before the field existed) are recomputed.
-FORMAT = 2
-_RESERVED = ("__key__", "__format__")
+# The layout ``save`` writes: the arrays plus ``__key__`` (the key as JSON), ``__format__`` and
+# ``__digest__`` (a SHA-256 of the arrays: names, dtypes, shapes and bytes). Files of any other
+# format (or none: written before the field existed) are recomputed.
+FORMAT = 3
+_RESERVED = ("__key__", "__format__", "__digest__")
 
 
 def default_dir() -> Path:
@@ -85,6 +88,15 @@ def _key_text(key: dict) -> str:
     return json.dumps(key, sort_keys=True, default=str)
 
 
+def _digest(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 class _Damaged(Exception):
     """A cache file that is readable but not usable; the message says why."""
 
@@ -107,6 +119,7 @@ def _check(arrays: dict, key: dict, expect: dict | None) -> None:
         raise _Damaged("lacks its key")
     if str(arrays.pop("__key__")) != _key_text(key):
         raise _Damaged("was written for another key")
+    digest = str(arrays.pop("__digest__", ""))
     for name, shape in (expect or {}).items():
         if name not in arrays:
             raise _Damaged(f"lacks the array {name!r}")
@@ -118,6 +131,8 @@ def _check(arrays: dict, key: dict, expect: dict | None) -> None:
     for name, array in arrays.items():
         if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
             raise _Damaged(f"holds non-finite values (NaN or infinity) in {name!r}")
+    if digest != _digest(arrays):
+        raise _Damaged("holds arrays that do not match their digest (changed after saving)")
 
 
 class ResultCache:
@@ -158,14 +173,17 @@ class ResultCache:
         digest = hashlib.sha256(_key_text(key).encode()).hexdigest()[:24]
         return self.root / f"{key.get('kind', 'result')}-{digest}.npz"
 
-    def load(self, key: dict, expect: dict | None = None) -> dict[str, np.ndarray] | None:
+    def load(
+        self, key: dict, expect: dict | None = None, check=None
+    ) -> dict[str, np.ndarray] | None:
         """The arrays saved under ``key``, or None when absent or unusable.
 
         ``expect`` maps array names to shapes (None for a free dimension), e.g.
         ``{"iou": (64, None), "thresholds": (64,)}``. A file that is truncated, of another
         format, written for another key, missing an expected array, of another shape, or
-        holding NaN or infinity in a float array is warned about, removed, and None returned
-        so that the caller recomputes.
+        holding NaN or infinity in a float array, or refused by ``check(arrays)`` (which
+        raises ValueError saying what is wrong, e.g. "holds IoU values outside [0, 1]") is
+        warned about, removed, and None returned so that the caller recomputes.
         """
         path = self.path(key)
         if not path.exists():
@@ -175,31 +193,51 @@ class ResultCache:
             with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
                 arrays = {name: f[name] for name in f.files}
             _check(arrays, key, expect)
+            if check is not None:
+                try:
+                    check(arrays)
+                except (ValueError, KeyError, TypeError) as err:
+                    raise _Damaged(str(err).strip("'\"")) from None
             return arrays
         except _Damaged as err:
             problem = str(err)
         except Exception as err:  # truncated, not a zip, pickled objects...: recompute
             problem = f"is unreadable ({type(err).__name__}: {err})"
-        warnings.warn(f"cache file {path} {problem}; removed it to recompute", stacklevel=2)
         try:
             path.unlink(missing_ok=True)
-        except OSError:
-            pass  # it is overwritten by the next save
+            done = "removed it to recompute"
+        except OSError as err:  # e.g. a folder: the save then says it could not write
+            done = f"could not remove it ({err.strerror or type(err).__name__}); recomputing"
+        warnings.warn(f"cache file {path} {problem}; {done}", stacklevel=2)
         return None
 
-    def save(self, key: dict, arrays: dict) -> Path:
-        """Store ``arrays`` (name -> array) under ``key``, atomically."""
+    def save(self, key: dict, arrays: dict) -> Path | None:
+        """Store ``arrays`` (name -> array) under ``key``, atomically; returns the file.
+
+        A save that fails (the disk is full, a folder stands at the file's place, ...) warns
+        saying why and returns None: the caller keeps its result in memory.
+        """
         clash = [name for name in arrays if name in _RESERVED]
         if clash:
             raise ValueError(f"array names {clash} are reserved by the cache")
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
+        tmp = None
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, __key__=np.array(_key_text(key)), __format__=np.array(FORMAT), **arrays)
+                fields = {"__key__": np.array(_key_text(key)), "__format__": np.array(FORMAT)}
+                digest = np.array(_digest({k: np.asarray(v) for k, v in arrays.items()}))
+                np.savez(f, **fields, __digest__=digest, **arrays)
             os.replace(tmp, path)
+        except OSError as err:
+            why = err.strerror or type(err).__name__
+            warnings.warn(
+                f"could not save to cache file {path} ({why}); the result is kept in memory only",
+                stacklevel=2,
+            )
+            return None
         finally:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
         return path

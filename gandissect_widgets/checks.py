@@ -20,7 +20,7 @@ import math
 import numbers
 import re
 import reprlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -63,6 +63,8 @@ def _many(value, what: str, valid: str) -> list | None:
     """The items of a 1-d collection as a list, or None when ``value`` is a single item."""
     if isinstance(value, (str, bytes)):
         raise _error(TypeError, what, valid, value)
+    if isinstance(value, Mapping):  # iterating would read its keys
+        raise _error(TypeError, what, valid, value, " (a list, not a dict)")
     if isinstance(value, (np.ndarray, torch.Tensor)):
         if value.ndim > 1:
             raise _error(TypeError, what, valid, value, f" (1-d, not shape {tuple(value.shape)})")
@@ -221,6 +223,33 @@ def layer_name(value) -> str:
     return value
 
 
+def names(value, what: str) -> list[str]:
+    """A list of names (layers, concepts, classes) from a list or tuple of strings; one string
+    is refused (it would read as its letters).
+
+    >>> names(("sky", "tree"), "concepts")
+    ['sky', 'tree']
+    """
+    valid = "a list of names (strings)"
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        note = f" (a one-name list: [{value!r}])" if isinstance(value, str) else ""
+        raise _error(TypeError, what, valid, value, note)
+    for i, v in enumerate(value):
+        if not isinstance(v, str):
+            raise _error(TypeError, f"{what}[{i}]", "a string", v)
+    return list(value)
+
+
+def segmenter(value, what: str = "segmenter"):
+    """None, or an object with ``concepts`` (names) and a callable ``segment(images)``."""
+    if value is not None:
+        if not callable(getattr(value, "segment", None)) or not hasattr(value, "concepts"):
+            valid = "None or an object with .concepts (names) and .segment(images)"
+            raise _error(TypeError, what, valid, value)
+        names(list(value.concepts), f"{what}.concepts")
+    return value
+
+
 def mask(value, size, *, what="mask", allow_empty=True) -> torch.Tensor | None:
     """None, or an (H, W) array or tensor (bool, uint8 0/1 or 0-255, float in [0, 1]) as float32.
 
@@ -274,3 +303,20 @@ def device(value) -> torch.device:
         return torch.device(value)
     except (RuntimeError, TypeError, ValueError):
         raise _error(ValueError, "device", valid, value) from None
+
+
+def available_device(value) -> torch.device:
+    """:func:`device`, which must also exist on this machine (a Session's device).
+
+    >>> available_device("cpu")
+    device(type='cpu')
+    """
+    d = device(value)
+    here = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    count = torch.cuda.device_count() if d.type == "cuda" else 1
+    if not here.get(d.type, True) or (d.index or 0) >= count:
+        found = ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+        found += ["mps"] if here["mps"] else []
+        valid = f"a device that exists here ({', '.join(found)} or 'auto')"
+        raise _error(ValueError, "device", valid, value)
+    return d

@@ -26,7 +26,11 @@ def _zoo(name: str):
 
 
 # Model name -> function returning a ready Session (with a segmenter, for dissection).
-MODELS = {"hamlet": _zoo("hamlet"), "hamlet-classifier": _zoo("hamlet-classifier")}
+MODELS = {
+    "hamlet": _zoo("hamlet"),
+    "hamlet-classifier": _zoo("hamlet-classifier"),
+    "hamlet-vit": _zoo("hamlet-vit"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,7 +88,7 @@ def _fail(parser, message: str):
 
 def _check_places(parser, args) -> None:
     """The report file and the cache folder can be written, checked before any model work."""
-    from .cache import ResultCache, default_dir
+    from .cache import ResultCache, default_dir, unwritable
 
     try:
         report.check_out_path(args.out)
@@ -94,7 +98,7 @@ def _check_places(parser, args) -> None:
         try:
             ResultCache.resolve(True)
         except OSError as err:
-            why = getattr(err.__cause__, "strerror", None) or err
+            why = unwritable(default_dir()) or err.strerror or type(err).__name__
             _fail(
                 parser,
                 f"cache folder '{default_dir()}' is not writable ({why}); pass --no-cache or "

@@ -21,6 +21,8 @@ True
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,19 +259,109 @@ def _levels(session, state, layer, seeds, quantile, threshold_on, exact_mb, segm
     return passes.Levels(quantile, threshold_on, size, total if exact else None)
 
 
-def _source_id(obj) -> str:
-    """Identifies a segmenter or data source for cache keys: a module by its weights, a
-    function by its qualified name (one without a stable name by its identity)."""
+def _code_bytes(code) -> bytes:
+    """What a code object computes (instructions, names, constants, nested code), without
+    where it was defined: a re-run notebook cell gives the same bytes."""
+    parts = [code.co_code, repr(code.co_names).encode()]
+    for const in code.co_consts:
+        parts.append(_code_bytes(const) if hasattr(const, "co_code") else repr(const).encode())
+    return b"\x00".join(parts)
+
+
+def _code_digest(obj) -> str:
+    """A digest of the Python code of a function (or partial), or of the methods of an
+    object's classes outside torch."""
+    fn = getattr(obj, "func", obj)  # functools.partial
+    if hasattr(fn, "__code__"):
+        codes = [fn.__code__]
+    else:
+        codes = [
+            getattr(value, "__code__", None)
+            for cls in type(obj).__mro__
+            if not cls.__module__.startswith(("builtins", "torch"))
+            for _, value in sorted(vars(cls).items())
+        ]
+    h = hashlib.sha256()
+    for code in codes:
+        if code is not None:
+            h.update(_code_bytes(code))
+    return h.hexdigest()[:12]
+
+
+def _output_digest(value, h) -> None:
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            _output_digest(v, h)
+    elif isinstance(value, dict):
+        for k in sorted(value, key=str):
+            h.update(str(k).encode())
+            _output_digest(value[k], h)
+    else:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        a = np.ascontiguousarray(np.asarray(value))
+        h.update(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
+
+
+def _source_id(obj, probe=None) -> str:
+    """Identifies a segmenter or data source for cache keys by what it computes: a module by
+    its class, code and weights; anything else by its name, its code and a digest of
+    ``probe(obj)`` (what it returns for fixed inputs), so that a redefined class or function
+    (a corrected notebook cell) gets a new key. One whose probe fails is keyed by its
+    identity: its results are not reused by another object."""
     if obj is None:
         return "none"
+    code = _code_digest(obj)
     if isinstance(obj, torch.nn.Module):
-        return f"{type(obj).__qualname__}:{weights_fingerprint(obj)}"
+        return f"{type(obj).__qualname__}:{code}:{weights_fingerprint(obj)}"
     fn = getattr(obj, "func", obj)  # functools.partial
     name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
     if "<" in name:
         name += f"@{id(obj)}"
     extra = (getattr(obj, "args", ()), getattr(obj, "keywords", {})) if fn is not obj else ""
-    return f"{name}{extra}"
+    out = ""
+    if probe is not None:
+        h = hashlib.sha256()
+        try:
+            _output_digest(probe(obj), h)
+            out = h.hexdigest()[:12]
+        except Exception:  # noqa: BLE001 - any failure: not reusable across objects
+            out = f"@{id(obj)}"
+    return f"{name}{extra}:{code}:{out}"
+
+
+def _probe_images(size) -> np.ndarray:
+    """Two fixed uint8 pictures (2, H, W, 3) that a segmenter's key is probed with."""
+    return np.random.default_rng(0).integers(0, 256, (2, *size, 3), dtype=np.uint8)
+
+
+_NEEDED = ("thresholds", "iou", "top_values", "top_seeds", "mean", "high", "seeds", "concepts",
+           "quantile", "layer")  # fmt: skip
+
+
+def _check_cached(a: dict, *, layer, concepts, seeds, quantile, units, k) -> None:
+    """Raise ValueError saying how a cached dissection disagrees with the request."""
+    missing = [name for name in _NEEDED if name not in a]
+    if missing:
+        raise ValueError(f"lacks the arrays {missing}")
+    if str(a["layer"]) != layer:
+        raise ValueError(f"holds layer {str(a['layer'])!r}'s table, not {layer!r}'s")
+    if [str(c) for c in a["concepts"]] != list(concepts):
+        raise ValueError("holds other concepts than the segmenter's")
+    if a["seeds"].shape != (len(seeds),) or a["seeds"].tolist() != list(seeds):
+        raise ValueError("holds another sample set")
+    if float(a["quantile"]) != quantile:
+        raise ValueError(f"holds quantile {float(a['quantile'])}, not {quantile}")
+    iou = a["iou"]
+    if not ((iou >= 0) & (iou <= 1)).all():
+        raise ValueError("holds IoU values outside [0, 1]")
+    top = (units, min(k, len(seeds)))
+    for name in ("top_values", "top_seeds"):
+        if a[name].shape != top:
+            raise ValueError(f"holds {name} of shape {a[name].shape}, expected {top}")
+    ids = a["top_seeds"]
+    if not np.issubdtype(ids.dtype, np.integer) or not np.isin(ids, seeds).all():
+        raise ValueError("holds top_seeds that are not among the samples")
 
 
 def dissect(
@@ -279,7 +371,7 @@ def dissect(
     n: int = 1000,
     seeds=None,
     batch_size: int | None = None,
-    quantile: float = 0.99,
+    quantile: float | None = None,
     segmenter=None,
     k: int = 32,
     cache=True,
@@ -295,9 +387,12 @@ def dissect(
     The dissection runs at the Session's state when it is called: a background job keeps that
     state to the end while the user edits on, and its result is labelled with that state's
     fingerprint. ``cache``: True (per-user folder), False, or a folder path; results are keyed
-    by the state's fingerprint, layer, sample set, parameters, the segmenter's weights and a
-    classifier's data source. ``background=True`` returns a :class:`~gandissect_widgets.jobs.Job`
-    (``progress``, ``cancel()``, ``result()``). ``executor`` (any
+    by the state's fingerprint, layer, sample set and parameters, and by what the segmenter and a
+    classifier's data function compute: a module by its code and weights, any other object or
+    function by its code and a digest of its output on fixed inputs (two random pictures; seeds
+    0 and 1), so a corrected notebook cell is never served the old table.
+    ``background=True`` returns a :class:`~gandissect_widgets.jobs.Job` (``progress``,
+    ``cancel()``, ``result()``). ``executor`` (any
     ``concurrent.futures.Executor``, e.g. Dask's ``client.get_executor()``) runs the passes as
     shards of ``shard_size`` seeds on its workers; see :mod:`gandissect_widgets.distributed`.
     Without one the same shards run here, so the tables are identical either way; the default
@@ -314,14 +409,27 @@ def dissect(
     share of values fits ``exact_mb`` MiB (default 256), else a sketch whose worst-case
     rank error is recorded in ``rank_error``.
 
+    Token layers (N, T, C) are dissected as the (N, C, h, w) maps of their patch tokens. A
+    vector layer (N, C) is dissected image by image: a unit is "on" in the images where its
+    value passes its ``quantile`` level (default 0.8 there, 0.99 elsewhere), a concept is "in"
+    the images where it covers at least 0.5% of the pixels (:func:`passes.presence`), and
+    ``iou`` holds how far the IoU of those two sets of images rises above chance (see
+    :meth:`stats.IoU.iou`), so that sky, in every image, labels no unit by default.
+
     >>> d = session.dissect("layer4", n=64, progress=False)
     >>> d.layer, len(d.labels)
     ('layer4', 128)
     """
     layer = session.check_layer(layer)
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise TypeError(
+            "executor must be a concurrent.futures.Executor (with submit) or None; got "
+            f"{executor!r}"
+        )
     seeds = passes.sample_seeds(n, seeds)
     bs = passes.batch_size(session, batch_size, len(seeds))
-    quantile = checks.quantile(quantile)
+    vector = session.layer_kind(layer) == "vector"
+    quantile = checks.quantile(quantile if quantile is not None else 0.8 if vector else 0.99)
     k = checks.count(k, "k")
     concepts, segment = passes.concept_source(session, segmenter)
     store = ResultCache.resolve(cache)
@@ -330,6 +438,10 @@ def dissect(
     c = session.layer_shape(layer)[0]
     size = passes.shard_size(shard_size, bs)
     levels = _levels(session, state, layer, seeds, quantile, threshold_on, exact_mb, segment)
+
+    def probe_segmenter(seg):
+        return seg.segment(_probe_images(session.image_size))
+
     key = {
         "kind": "dissect",
         "model": fp,
@@ -339,8 +451,11 @@ def dissect(
         "quantile": quantile,
         "k": k,
         "concepts": concepts,
-        "segmenter": _source_id(segmenter or session.segmenter),
-        "data": _source_id(session.data),
+        "segmenter": _source_id(
+            segmenter or session.segmenter,
+            lambda seg: seg.segment(_probe_images(session.image_size)),
+        ),
+        "data": _source_id(session.data, lambda data: data([0, 1])),
         "threshold_on": levels.on,
         "method": levels.method,
         "shard_size": size,
@@ -356,7 +471,11 @@ def dissect(
     else:
         units = sum(len(passes.batches(chunk, bs)) for _, chunk in passes.shards(seeds, size))
 
-    hit = store.load(key, expect=expect) if store else None
+    check = functools.partial(
+        _check_cached, layer=layer, concepts=concepts, seeds=seeds, quantile=quantile,
+        units=c, k=k,
+    )  # fmt: skip
+    hit = store.load(key, expect=expect, check=check) if store else None
     if hit is not None:  # read before any bar is drawn: a cached result shows none
         done = finish(Dissection.from_arrays(hit))
         return Job(lambda job: done, total=1, name=f"dissect {layer}") if background else done

@@ -80,8 +80,9 @@ class Ablation(Edit):
 
     kind = "ablation"
 
-    def __init__(self, layer, units, strength=1.0, mask=None, value=0.0):
+    def __init__(self, layer, units, strength=1.0, mask=None, value=0.0, prefix=False):
         super().__init__(layer)
+        self.prefix = bool(prefix)  # token layers: also edit the class (prefix) tokens
         self.units = [int(u) for u in units]
         self.strength = float(strength)
         self.mask = mask
@@ -123,16 +124,31 @@ class Ablation(Edit):
             out[:, idx] = x * (1 - w) + v * w
             return out
 
+        if self.prefix:  # the prefix tokens have no place in the image: no mask there
+
+            def prefix_fn(out):
+                idx = units.to(out.device)
+                v = values.to(out.device, out.dtype).view(1, -1, 1, 1)
+                out = out.clone()
+                out[:, idx] = out.index_select(1, idx) * (1 - a) + v * a
+                return out
+
+            fn.prefix_fn = prefix_fn
         return fn
 
     def signature(self):
         mask = "" if self.mask is None else _digest(torch.as_tensor(self.mask))
         values = "" if self.values is None else _digest(self.values)
-        return f"Ablation:{self.layer}:{self.units}:{self.strength}:{self.value}:{values}:{mask}"
+        tokens = ":prefix" if self.prefix else ""
+        return (
+            f"Ablation:{self.layer}:{self.units}:{self.strength}:{self.value}:{values}:{mask}"
+            + tokens
+        )
 
     def describe(self):
         verb = "remove" if isinstance(self.value, (int, float)) and self.value == 0 else "set"
         where = "" if self.mask is None else " in a region"
+        where += " and the class token" if self.prefix else ""
         return f"{verb} {len(self.units)} units of {self.layer} at {self.strength:.0%}{where}"
 
 

@@ -57,6 +57,7 @@ from pathlib import Path
 
 import torch
 
+from .cache import unwritable
 from .edits import Ablation, Edit, State
 from .zoo import ada_pickle
 from .zoo.checkpoints import Source
@@ -210,6 +211,9 @@ def _save(path: Path, container: str, tensors: dict, top, meta) -> None:
         else:
             torch.save(tensors, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch says "open file failed" without the path
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise OSError(f"cannot write {path}: {first}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -235,6 +239,11 @@ def export(session, path, *, dtype: torch.dtype | None = None) -> Path:
         raise TypeError(f"dtype must be a floating torch dtype or None; got {dtype!r}")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"no folder {path.parent} to write {path.name} into")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name to export to")
+    why = unwritable(path.parent)
+    if why is not None:
+        raise PermissionError(f"cannot write {path}: its folder is not writable ({why})")
     state = session.state
     bad = [(e, r) for e in state.edits if (r := fold_reason(model, e)) is not None]
     if bad:

@@ -55,6 +55,7 @@ def hooked(
     retain_input: Iterable[str] = (),
     edit: Mapping[str, Sequence[Edit]] | None = None,
     stop_after_retained: bool = False,
+    views: Mapping[str, object] | None = None,
 ):
     """Install forward hooks for the duration of a ``with`` block.
 
@@ -63,7 +64,11 @@ def hooked(
     - ``edit``: layer -> functions applied in order to its output (each returns the new output).
     - ``stop_after_retained``: raise :class:`StopForward` once every retained layer has run,
       so work after the last needed layer is skipped; catch it around the forward call.
+    - ``views``: layer -> a :class:`~gandissect_widgets.layerkinds.LayerView`; the layer's
+      edits and retained value then see its map view, and the edited view is written back
+      into the output's own shape (a token layer keeps its prefix tokens).
     """
+    views = views or {}
     edit = {k: list(v) for k, v in (edit or {}).items() if v}
     retain, retain_input = set(retain), set(retain_input)
     seen: dict[str, torch.Tensor] = {}
@@ -75,11 +80,20 @@ def hooked(
             raise StopForward
 
     def _output_hook(name):
+        view = views.get(name)
+
         def hook(module, inputs, output):
-            for fn in edit.get(name, ()):
-                output = fn(output)
+            fns = edit.get(name, ())
+            seen_as = output if view is None else view.read(output)
+            for fn in fns:
+                seen_as = fn(seen_as)
+            if fns:
+                output = seen_as if view is None else view.write(output, seen_as)
+            for fn in fns if view is not None else ():  # edits that also take prefix tokens
+                if getattr(fn, "prefix_fn", None) is not None:
+                    output = view.edit_prefix(output, fn.prefix_fn)
             if name in retain:
-                seen[name] = output
+                seen[name] = seen_as
             _maybe_stop()
             return output
 

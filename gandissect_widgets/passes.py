@@ -35,11 +35,13 @@ __all__ = [
     "Levels",
     "first_pass",
     "second_pass",
+    "presence",
     "merge_first",
 ]
 
 SHARD_SAMPLES = 256  # default shard size, rounded up to whole batches
 THRESHOLD_ON = ("raw", "upsampled")
+PRESENT_SHARE = 0.005  # a concept is in an image when it covers >= 0.5% of its pixels
 
 
 def batches(seeds: list, size: int) -> list[list]:
@@ -83,7 +85,7 @@ def shard_size(size, bs: int) -> int:
 
 def concept_source(session, segmenter=None):
     """(concept names, ``segment(seeds, uint8 images) -> int64 concept maps``)."""
-    seg = segmenter if segmenter is not None else session.segmenter
+    seg = checks.segmenter(segmenter) if segmenter is not None else session.segmenter
     if seg is not None:
         return list(seg.concepts), lambda seeds, images: seg.segment(images).cpu()
     if session.kind == "classifier" and session.concepts:
@@ -176,10 +178,23 @@ def merge_first(parts: list) -> tuple:
     return tuple(stats.merge_tree([p[j] for p in parts]) for j in range(3))
 
 
+def presence(concept_maps, n_concepts: int, min_share: float = PRESENT_SHARE) -> torch.Tensor:
+    """(N, K) bool: which concepts cover at least ``min_share`` of each image's pixels.
+
+    >>> presence(torch.tensor([[[0, 1], [1, 1]]]), 3, min_share=0.25).tolist()
+    [[True, True, False]]
+    """
+    maps = torch.as_tensor(np.asarray(concept_maps)).long().reshape(len(concept_maps), -1)
+    counts = torch.stack([torch.bincount(m, minlength=n_concepts) for m in maps])
+    return counts >= max(1, min_share * maps.shape[1])
+
+
 def second_pass(
     session, state, layer, seeds, bs, thresholds, segment, n_concepts, kept=(), maps=(), step=None
 ):
-    """IoU counts of "activation above threshold" with every concept over ``seeds``."""
+    """IoU counts of "activation above threshold" with every concept over ``seeds``; for a
+    vector layer, of images above threshold with images that contain the concept."""
+    image_level = session.layer_kind(layer) == "vector"
     iou = stats.IoU(thresholds, n_concepts)
     for i, chunk in enumerate(batches(seeds, bs)):
         if kept and maps:
@@ -187,7 +202,10 @@ def second_pass(
         else:
             acts, images = acts_and_images(session, state, layer, chunk)
             concept_map = maps[i] if maps else segment(chunk, images)
-        iou.update(acts, torch.as_tensor(np.asarray(concept_map)).long())
+        if image_level:
+            iou.update_presence(acts, presence(concept_map, n_concepts))
+        else:
+            iou.update(acts, torch.as_tensor(np.asarray(concept_map)).long())
         if step is not None:
             step()
     return iou

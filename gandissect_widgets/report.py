@@ -154,10 +154,16 @@ def _top_images(session, dissection, unit, top, size) -> str:
     seeds = dissection.top_seeds[unit, :top].tolist()
     acts = session.activations(dissection.layer, seeds)[:, unit]
     vmax = max(float(dissection.top_values[unit].max()), 1e-6)
-    over = render.overlay(session.generate(seeds), acts, vmin=0.0, vmax=vmax)
+    if session.layer_kind(dissection.layer) == "vector":  # one value per image: no heatmap
+        over = session.generate(seeds)
+        titles = [f"sample #{s}, value {float(v):.3f} (vector layer: no heatmap)" for s, v in
+                  zip(seeds, acts.flatten())]  # fmt: skip
+    else:
+        over = render.overlay(session.generate(seeds), acts, vmin=0.0, vmax=vmax)
+        titles = [f"sample #{s}" for s in seeds]
     return "".join(
-        f'<img width={size} height={size} alt="#{s}" title="sample #{s}" src="{_png_uri(im)}">'
-        for s, im in zip(seeds, over)
+        f'<img width={size} height={size} alt="#{s}" title="{t}" src="{_png_uri(im)}">'
+        for s, t, im in zip(seeds, titles, over)
     )
 
 
@@ -286,6 +292,23 @@ _RENDERER = re.compile(
 )
 
 
+def _read_notebook(path):
+    """The notebook at ``path``, validated; ValueError naming ``path`` and what is wrong when
+    the file is not a Jupyter notebook (a missing file stays FileNotFoundError)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+        nbformat.validate(nb)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as err:  # noqa: BLE001 - JSON, schema or structure: one line says why
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        why = (lines[0] if lines else type(err).__name__)[:200]
+        raise ValueError(f"{path} is not a Jupyter notebook ({why})") from None
+    return nb
+
+
 def export_notebook(
     notebook,
     out,
@@ -318,13 +341,12 @@ def export_notebook(
     ran lab.ipynb headless (1 widget output(s) had no saved state): 12 code cells in 9.3 s
     PosixPath('lab.html')
     """
-    import nbformat
 
     from . import notebook_run
 
     out = check_out_path(out)
     notebook = pathlib.Path(notebook)
-    nb = nbformat.read(str(notebook), as_version=4)
+    nb = _read_notebook(notebook)
     missing = notebook_run.missing_state(nb)
     unrun = notebook_run.never_run(nb)
     if execute is None:

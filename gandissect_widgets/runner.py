@@ -15,6 +15,7 @@ therefore depends on the state it was asked for, never on what ran before.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Callable
@@ -27,10 +28,21 @@ from .arena import Arena
 from .cache import weights_fingerprint
 from .edits import Edit, State
 from .hooks import StopForward, hooked
+from .stages import run_from, stage_of, stages
 
 __all__ = ["Runner", "IMAGE"]
 
 IMAGE = "<image>"  # the name under which a generator's output is cached
+_STAGE_INPUT = "<stage input>"  # cached inputs of a stage, by sample: where suffix passes start
+
+
+def _same(a, b) -> bool:
+    """Two (output, retained) results hold bit-identical tensors."""
+    (out_a, seen_a), (out_b, seen_b) = a, b
+    if (out_a is None) != (out_b is None) or seen_a.keys() != seen_b.keys():
+        return False
+    pairs = [(out_a, out_b)] if out_a is not None else []
+    return all(torch.equal(x, y) for x, y in pairs + [(seen_a[n], seen_b[n]) for n in seen_a])
 
 
 class Runner:
@@ -46,6 +58,9 @@ class Runner:
         self.results = Arena(cache_bytes)
         self._applied: list[tuple[Edit, torch.Tensor]] = []  # weight edits in the model now
         self._fingerprints: dict = {}
+        self._stages = stages(self.model)  # where a pass may start over (suffix passes)
+        self._trusted: dict[int, bool] = {}  # stage -> suffix passes checked equal to full ones
+        self.views: dict = {}  # layer -> LayerView (tokens, vectors); maps need none
 
     # ------------------------------------------------------------------ weights
     def _materialize(self, weight_edits: tuple[Edit, ...]) -> None:
@@ -112,23 +127,49 @@ class Runner:
         extra: dict[str, list[Callable]] | None = None,
         before: dict[str, list[Callable]] | None = None,
         grad: bool = False,
+        rows: list | None = None,
     ):
         """One forward of ``inputs`` at ``state``: (output or None if stopped, retained dict).
 
         ``stop`` ends the pass after the last retained layer; ``before`` / ``extra`` add output
         functions before / after the state's own (a sample's own adaptation comes before any
-        edit); ``grad`` keeps autograd on.
+        edit); ``grad`` keeps autograd on. ``rows`` names the samples of ``inputs`` (hashable,
+        one per row, the same name always meaning the same input and adaptation): with them a
+        pass whose edits and retained layers all lie at stage ``k`` or later starts at stage
+        ``k`` from that stage's cached inputs (see :mod:`~gandissect_widgets.stages`),
+        bit-identical to the full pass.
         """
         # A batch of one takes other kernels than larger batches, whose rounding differs; run
         # as two rows, every row is bit-identical in whatever batch it is computed.
         single = inputs.shape[0] == 1 and not grad
         if single:
             inputs = torch.cat([inputs, inputs])
+            rows = None if rows is None else [*rows, *rows]
         fns = state.output_fns()
         for name, more in (before or {}).items():
             fns[name] = list(more) + fns.get(name, [])
         for name, more in (extra or {}).items():
             fns[name] = fns.get(name, []) + list(more)
+        pass_ = functools.partial(
+            self._pass, state=state, retain=retain, retain_input=retain_input, stop=stop
+        )
+        k = None if grad or rows is None else self._start(state, retain, retain_input, extra)
+        if k is None:
+            out, seen = pass_(inputs, fns, grad=grad)
+        else:
+            with self.lock:
+                x = self._stage_inputs(k, inputs, rows, state, before)
+                out, seen = pass_(x, fns, start=k)
+                if k not in self._trusted:  # once per stage: the same as a full pass?
+                    full = pass_(inputs, fns)
+                    self._trusted[k] = _same(full, (out, seen))
+                    out, seen = full
+        if single:
+            return (None if out is None else out[:1]), {k: v[:1] for k, v in seen.items()}
+        return out, dict(seen)
+
+    def _pass(self, x, fns, *, state, retain, retain_input, stop, grad=False, start=0):
+        """The forward at ``state`` with output functions ``fns``, from stage ``start``."""
         with (
             self.at(state),
             torch.set_grad_enabled(grad),
@@ -138,15 +179,45 @@ class Runner:
                 retain_input=retain_input,
                 edit=fns,
                 stop_after_retained=stop,
+                views=self.views,
             ) as seen,
         ):
             try:
-                out = self.model(inputs.to(self.device))
+                if start:
+                    out = run_from(self.model, self._stages, start, x)
+                else:
+                    out = self.model(x.to(self.device))
             except StopForward:
                 out = None
-        if single:
-            return (None if out is None else out[:1]), {k: v[:1] for k, v in seen.items()}
         return out, dict(seen)
+
+    def _start(self, state: State, retain, retain_input, extra) -> int | None:
+        """The stage a pass at ``state`` may start at, or None for a full pass."""
+        if not self._stages or not state.edits:
+            return None
+        layers = [e.layer for e in state.edits]
+        layers += [*retain, *retain_input, *(extra or {})]
+        found = [stage_of(self._stages, n) for n in layers]
+        if None in found or min(found) == 0 or self._trusted.get(min(found)) is False:
+            return None
+        return min(found)
+
+    def _stage_inputs(self, k, inputs, rows, state, before) -> torch.Tensor:
+        """Stage ``k``'s inputs for ``rows``: cached (no edit lies before stage ``k``), the
+        missing ones from a pass that stops there; a fresh tensor each call."""
+        name = self._stages[k]
+        keys = [(_STAGE_INPUT, name, r) for r in rows]
+        found = [self.results.get(key) for key in keys]
+        if any(f is None for f in found):
+            fns = {n: list(f) for n, f in (before or {}).items()}
+            _, seen = self._pass(
+                inputs, fns, state=state, retain=(), retain_input=[name], stop=True
+            )
+            x = seen[name + ":in"].detach().cpu()
+            found = [x[j] for j in range(len(rows))]
+            for key, row in zip(keys, found):
+                self.results.put(key, row)
+        return torch.stack(found).to(self.device)
 
     def fetch(self, name: str, seeds: list[int], state: State, compute) -> torch.Tensor:
         """Rows of ``name`` (a layer or :data:`IMAGE`) for ``seeds`` at ``state``, on the CPU.

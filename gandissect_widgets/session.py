@@ -30,18 +30,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checks, render
+from . import checks, layerkinds, render
 from .dissect import dissect
 from .edits import Ablation, Edit, EditStack, State, WeightEdit
 from .effects import ablation_accuracy, ablation_effect, class_units
 from .events import Observers, SessionEvent
 from .export import export
-from .hooks import resolve
+from .hooks import hooked, module_names, resolve
 from .invert import fit_photo
 from .photos import invert_photos
 from .rewrite import context_matches, make_rewrite, rewrite
 from .runner import IMAGE, Runner
 from .sources import Sources
+from .survey import survey
 
 __all__ = ["Session", "SessionEvent"]
 
@@ -77,6 +78,13 @@ def _spatial(t) -> bool:
     return isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[-1] * t.shape[-2] > 1
 
 
+def _close(name: str, names: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
 class Session:
     """Wrap a generator or a classifier for inspection and editing.
 
@@ -86,8 +94,14 @@ class Session:
       function ``seeds -> uint8 images (N, H, W, 3)``, or ``(images, concept_maps, labels)``
       (concept maps give exact Network Dissection, labels measure accuracy).
 
+    Layers may output maps (N, C, H, W), token grids (N, T, C) or vectors (N, C); every
+    analysis and widget sees a token layer as the (N, C, h, w) map of its patch tokens and a
+    vector layer as (N, C, 1, 1) (see :mod:`gandissect_widgets.layerkinds` and
+    :meth:`layer_info`). The token grid is read from ``tokens=(prefix, h, w)``, else the
+    model's ``token_grid``, else its ``patch_size`` and the image size.
+
     Args: ``layers`` (default: the model's ``layer_names``, else its direct children with
-    spatial outputs), ``device`` ("auto": CUDA, MPS, CPU), ``cache_mb`` (bound on cached
+    spatial or token outputs), ``device`` ("auto": CUDA, MPS, CPU), ``cache_mb`` (bound on cached
     results), ``z_dim``, ``data``, ``segmenter`` (``concepts`` + ``segment(images)``),
     ``batch_size``, ``concepts`` (names of ``data``'s concept ids), ``classes`` (logit names).
 
@@ -110,9 +124,17 @@ class Session:
         batch_size: int = 32,
         concepts: list[str] | None = None,
         classes: list[str] | None = None,
+        tokens: tuple[int, int, int] | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if layers is not None:
+            layers = checks.names(layers, "layers")
+        if data is not None and not callable(data):
+            raise TypeError(f"data must be a function seeds -> images; got {type(data).__name__}")
+        concepts = checks.names(concepts, "concepts") if concepts is not None else None
+        classes = checks.names(classes, "classes") if classes is not None else None
+        segmenter = checks.segmenter(segmenter)
         self.batch_size = checks.count(batch_size, "batch_size")
         cache_bytes = int(checks.number(cache_mb, "cache_mb", lo=0) * 2**20)
         z_dim = z_dim if z_dim is not None else getattr(model, "z_dim", 0) or 0
@@ -122,7 +144,7 @@ class Session:
                 "cannot tell what the model's samples are: give z_dim= for a generator "
                 "(or a model with a z_dim attribute), or data= (seeds -> images) for a classifier"
             )
-        self.runner = Runner(model, checks.device(device), cache_bytes)
+        self.runner = Runner(model, checks.available_device(device), cache_bytes)
         self.sources = Sources(self.z_dim, data, self.runner.device)
         self.data = data
         self.kind = self.sources.kind
@@ -135,6 +157,7 @@ class Session:
         self._view = contextvars.ContextVar("gandissect-view", default=())
         self._observers = Observers()
         self._shapes: dict[str, tuple[int, int, int]] = {}
+        self.tokens = None if tokens is None else layerkinds.check_grid(tokens)
         self._levels: dict[str, dict[str, torch.Tensor]] = {}
         self._samples = list(range(8))
         self._samples_lock = threading.Lock()
@@ -156,7 +179,8 @@ class Session:
     @classmethod
     def from_zoo(cls, name: str = "hamlet", **kwargs) -> Session:
         """A ready Session on a zoo model: "hamlet" (generator, segmenter attached),
-        "hamlet-classifier" (scene classifier with exact concept maps and labels), or any
+        "hamlet-classifier" (scene classifier with exact concept maps and labels),
+        "hamlet-vit" (the same task for a vision transformer: token layers), or any
         name or file :func:`gandissect_widgets.zoo.load` knows.
 
         >>> Session.from_zoo("hamlet-classifier").classes[:2]
@@ -169,10 +193,11 @@ class Session:
         if name == "hamlet":
             kwargs.setdefault("segmenter", zoo.load_segmenter("hamlet"))
             session = cls(zoo.load("hamlet"), **kwargs)
-        elif name == "hamlet-classifier":
+        elif name in ("hamlet-classifier", "hamlet-vit"):
             kwargs.setdefault("concepts", list(hamlet.CONCEPTS))
             kwargs.setdefault("classes", list(hamlet.SCENES))
-            session = cls(zoo.load_classifier("hamlet"), data=hamlet.render, **kwargs)
+            net = zoo.load_classifier("hamlet" if name == "hamlet-classifier" else name)
+            session = cls(net, data=hamlet.render, **kwargs)
         else:
             session = cls(zoo.load(name), **kwargs)
         session.recipe = functools.partial(cls.from_zoo, name, **simple)
@@ -187,15 +212,23 @@ class Session:
         else:
             names = [checks.layer_name(n) for n in layers]
         for n in names:
-            resolve(self.model, n)
+            self._resolve(n)
         out, seen = self.runner.run(self.inputs([0]), State(), retain=names)
-        if layers is None:
-            names = [n for n in names if _spatial(seen.get(n))]
+        if layers is None:  # children with spatial maps or token grids
+            views = {}
+            for n in names:
+                try:
+                    views[n] = self._view_for(seen.get(n), n)
+                except ValueError:
+                    continue
+                if views[n].kind == "vector" or (views[n].kind == "map" and not _spatial(seen[n])):
+                    del views[n]
+            names = list(views)
         else:
-            bad = [n for n in names if not _spatial(seen.get(n))]
-            if bad:
-                raise ValueError(f"layers without a spatial (N, C, h, w) output: {bad}")
-        self._shapes.update({n: tuple(seen[n].shape[1:]) for n in names})
+            views = {n: self._view_for(seen.get(n), n) for n in names}
+        for n, view in views.items():
+            self._shapes[n] = view.shape(seen[n].shape)
+            self.runner.views[n] = view
         self.layers = names
         if self.kind == "generator":
             if out.dim() != 4 or out.shape[1] != 3:
@@ -223,27 +256,85 @@ class Session:
         return self.sources.labels(seeds)
 
     # ------------------------------------------------------------------ layers
+    def _resolve(self, layer: str):
+        """The module at ``layer``, or a KeyError suggesting close names and listing layers."""
+        try:
+            return resolve(self.model, layer)
+        except KeyError:
+            raise KeyError(
+                f"unknown layer {layer!r}; "
+                f"layers are: {', '.join(self.layers if hasattr(self, 'layers') else [])} "
+                "(or any module path of the model: session.layer_info() lists them)"
+                + _close(layer, module_names(self.model))
+            ) from None
+
+    def _view_for(self, out, layer: str):
+        """The layer's :class:`~gandissect_widgets.layerkinds.LayerView` from one output."""
+        image = tuple(self.inputs([0]).shape[-2:]) if self.kind == "classifier" else None
+        grid = self.tokens if self.tokens is not None else getattr(self.model, "token_grid", None)
+        patch = getattr(self.model, "patch_size", None)
+        return layerkinds.view_for(out, layer, grid=grid, image_size=image, patch_size=patch)
+
+    def _raw_outputs(self, names) -> dict:
+        """What the modules ``names`` return, as they return it, for two samples (unedited)."""
+        with self.runner.at(State()) as model, torch.no_grad(), hooked(model, retain=names) as seen:
+            model(self.inputs([0, 0]).to(self.device))
+        return dict(seen)
+
     def check_layer(self, layer) -> str:
-        """``layer`` if the model has it with a spatial output; else a KeyError listing layers."""
+        """``layer`` if the model has it with a map, token or vector output; else a KeyError
+        (unknown name: close names suggested) or a ValueError (an output of another shape)."""
         layer = checks.layer_name(layer)
         if layer in self._shapes:
             return layer
-        try:
-            resolve(self.model, layer)
-        except KeyError:
-            raise KeyError(
-                f"unknown layer {layer!r}; layers are: {', '.join(self.layers)} "
-                "(or any module path of the model)"
-            ) from None
-        _, seen = self.runner.run(self.inputs([0]), State(), retain=[layer], stop=True)
-        if not _spatial(seen.get(layer)):
-            raise ValueError(f"layer {layer!r} has no spatial (N, C, h, w) output")
-        self._shapes[layer] = tuple(seen[layer].shape[1:])
+        self._resolve(layer)
+        seen = self._raw_outputs([layer])
+        view = self._view_for(seen.get(layer), layer)
+        with self.lock:
+            self.runner.views[layer] = view
+            self._shapes[layer] = view.shape(seen[layer].shape)
         return layer
 
     def layer_shape(self, layer: str) -> tuple[int, int, int]:
-        """(C, h, w) of a layer's output."""
+        """(C, h, w) of a layer's map view: a token layer's patch grid, (C, 1, 1) for vectors."""
         return self._shapes[self.check_layer(layer)]
+
+    def layer_kind(self, layer: str) -> str:
+        """ "map", "tokens" or "vector": what ``layer`` outputs (see :meth:`layer_info`)."""
+        layer = self.check_layer(layer)
+        view = self.runner.views.get(layer)
+        return "map" if view is None else view.kind
+
+    def layer_info(self, listed_only: bool = False):
+        """A table of the model's modules: output shape, kind (map / tokens / vector, or why
+        not) and the (C, h, w) map every analysis sees; ``listed_only``: :attr:`layers` only.
+
+        >>> s.layer_info()                          # doctest: +SKIP
+        layer          module     output       kind    map          listed
+        blocks.0       Block      (N, 65, 96)  tokens  (96, 8, 8)   yes
+        """
+        names = list(self.layers) if listed_only else module_names(self.model)
+        seen = self._raw_outputs(names)
+        rows = []
+        for name in names:
+            out, module = seen.get(name), self.model.get_submodule(name)
+            try:
+                view, note = self._view_for(out, name), ""
+                kind, shape = view.kind, view.shape(out.shape)
+            except ValueError as err:
+                kind, shape, note = "-", None, str(err).split(": ", 1)[-1]
+            rows.append(
+                {
+                    "layer": name,
+                    "module": type(module).__name__,
+                    "output": layerkinds.describe_shape(out) if name in seen else "not run",
+                    "kind": kind,
+                    "map": shape,
+                    "listed": name in self.layers,
+                    "note": note if name in seen else "not called in a forward pass",
+                }
+            )
+        return layerkinds.LayerTable(rows)
 
     # ------------------------------------------------------------------ state
     @property
@@ -255,6 +346,30 @@ class Session:
             state = state.plus(edit) if add else state.minus(edit)
         return state
 
+    def _checked(self, state) -> State:
+        """``state`` (None: :attr:`state`) as a State that :meth:`push` could have built: its
+        ablations fit their layers, and each weight edit sits on the weights it was checked
+        (or fitted) on. TypeError/ValueError say what is wrong; the stack's own states and
+        their weight prefixes pass at once."""
+        if state is None:
+            return self.state
+        if not isinstance(state, State):
+            raise TypeError(
+                f"state must be a State (e.g. session.state) or None; got {type(state).__name__}"
+            )
+        if state.key == self.stack.state.key:
+            return state
+        for edit in state.edits:
+            if isinstance(edit, Ablation):
+                self.check_edit(edit)
+            elif not isinstance(edit, Edit):
+                raise TypeError(f"a State holds edits only; got {type(edit).__name__}")
+        weights = state.weight_edits
+        if weights != self.stack.state.weight_edits[: len(weights)]:
+            for i, edit in enumerate(weights):  # as push checks it: on the weights below it
+                self.check_edit(edit, State(weights[: i + 1]))
+        return state
+
     @property
     def state_key(self) -> tuple[str, ...]:
         """Identifies :attr:`state`: equal keys, equal outputs."""
@@ -262,12 +377,12 @@ class Session:
 
     def fingerprint(self, state: State | None = None) -> str:
         """A short hash of the weights and output edits at ``state`` (default: :attr:`state`)."""
-        return self.runner.fingerprint(state or self.state)
+        return self.runner.fingerprint(self._checked(state))
 
     @contextmanager
     def weights_at(self, state: State | None = None):
         """The model under the lock with its weights at ``state`` (e.g. to copy a block)."""
-        with self.runner.at(state or self.state) as model:
+        with self.runner.at(self._checked(state)) as model:
             yield model
 
     # ------------------------------------------------------------------ running
@@ -277,10 +392,11 @@ class Session:
         seeds = checks.seeds(seeds)
         return self.runner.run(
             self.inputs(seeds),
-            state or self.state,
+            self._checked(state),
             retain=retain,
             retain_input=retain_input,
             before=self.sources.adapters(seeds),
+            rows=seeds,
             **kw,
         )
 
@@ -307,7 +423,7 @@ class Session:
             return np.zeros((0, *self.image_size, 3), np.uint8)
         if self.kind == "classifier":
             return self.sources.images(seeds)
-        return self._rows(IMAGE, seeds, state or self.state).numpy()
+        return self._rows(IMAGE, seeds, self._checked(state)).numpy()
 
     def activations(self, layer: str, seeds, *, state: State | None = None) -> torch.Tensor:
         """A layer's output (N, C, h, w) on the CPU for the seeds at :attr:`state`."""
@@ -315,14 +431,19 @@ class Session:
         seeds = checks.seeds(seeds)
         if not seeds:
             return torch.zeros(0, *self._shapes[layer])
-        return self._rows(layer, seeds, state or self.state)
+        return self._rows(layer, seeds, self._checked(state))
 
     def run(self, inputs, *, retain=(), retain_input=(), edits: bool = True, state=None):
         """Forward raw inputs (latents or images) at ``state``; returns (output, retained).
 
         ``edits=False`` leaves output edits out (weight edits stay). Nothing is cached.
         """
-        state = state or self.state
+        state = self._checked(state)
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(
+                "inputs must be a torch.Tensor of latents (N, z_dim) or images (N, 3, H, W); "
+                f"got {type(inputs).__name__}"
+            )
         return self.runner.run(
             inputs,
             state if edits else state.weights_only(),
@@ -398,6 +519,7 @@ class Session:
     context_matches = _delegate(
         context_matches, "Samples ranked by how strongly a rule's context matches"
     )
+    survey = _delegate(survey, "Dissect every layer on one sample set")
 
     def add_dissection(self, result) -> None:
         """Keep ``result`` as its layer's dissection (``session.dissections``) and tell the
@@ -413,7 +535,7 @@ class Session:
 
     @samples.setter
     def samples(self, seeds):
-        seeds = checks.seeds(seeds)
+        seeds = self.sources.check(checks.seeds(seeds))
         with self._samples_lock:
             self._samples = seeds
         self._emit(SessionEvent("samples"))
@@ -427,7 +549,7 @@ class Session:
 
         Photos join the same way: ``s.add_samples(s.invert(picture))``.
         """
-        seeds = checks.seeds(seeds)
+        seeds = self.sources.check(checks.seeds(seeds))
         with self._samples_lock:
             self._samples = [*self._samples, *seeds]
             now = list(self._samples)
@@ -435,8 +557,11 @@ class Session:
         return now
 
     # ------------------------------------------------------------------ edits
-    def ablation(self, layer, units, strength=1.0, mask=None, value=0.0) -> Ablation:
-        """A checked :class:`Ablation`, not yet applied (see :meth:`push`, :meth:`temporarily`)."""
+    def ablation(self, layer, units, strength=1.0, mask=None, value=0.0, prefix=False) -> Ablation:
+        """A checked :class:`Ablation`, not yet applied (see :meth:`push`, :meth:`temporarily`).
+
+        On a token layer the edit changes the patch tokens; ``prefix=True`` also changes the
+        class (and register) tokens, without a mask there."""
         layer = self.check_layer(layer)
         units = checks.units(units, self._shapes[layer][0], layer)
         return self.check_edit(
@@ -446,6 +571,7 @@ class Session:
                 checks.fraction(strength, "strength"),
                 checks.mask(mask, self.image_size, allow_empty=False),
                 checks.unit_value(value, len(units)),
+                prefix,
             )
         )
 
@@ -459,6 +585,16 @@ class Session:
             units = checks.units(edit.units, self._shapes[layer][0], layer)
             checks.fraction(edit.strength, "strength")
             checks.mask(edit.mask, self.image_size, allow_empty=False)
+            if getattr(edit, "prefix", False) and self.layer_kind(layer) != "tokens":
+                raise ValueError(
+                    f"prefix=True edits a token layer's class tokens; {layer!r} is a "
+                    f"{self.layer_kind(layer)} layer"
+                )
+            if edit.mask is not None and self.layer_kind(layer) == "vector":
+                raise ValueError(
+                    f"{layer!r} is a vector layer (one value per unit and image): a region mask "
+                    "does not apply; ablate it without mask="
+                )
             value = checks.unit_value(edit.value, len(units))
             if edit.values is None:
                 edit.fix_levels(self.unit_levels(layer)[value][torch.tensor(units)])
@@ -507,6 +643,13 @@ class Session:
         True
         """
 
+        for what, edit in (("old", old), ("new", new)):
+            if edit is not None and not isinstance(edit, Edit):
+                raise TypeError(
+                    f"an edit must be an Ablation, Rewrite or WeightEdit (or None); replace() got "
+                    f"{what}={edit!r}"
+                )
+
         def how(stack):
             if new is not None:
                 self.check_edit(new, stack.state)
@@ -524,13 +667,13 @@ class Session:
         self._change(how)
         return new
 
-    def ablate(self, layer, units, strength=1.0, mask=None, value=0.0) -> Ablation:
+    def ablate(self, layer, units, strength=1.0, mask=None, value=0.0, prefix=False) -> Ablation:
         """Push an ablation of ``units`` of ``layer`` and return it.
 
         >>> s.ablate("layer4", [3, 12], strength=0.8, value="high").describe()
         'set 2 units of layer4 at 80%'
         """
-        return self.push(self.ablation(layer, units, strength, mask, value))
+        return self.push(self.ablation(layer, units, strength, mask, value, prefix))
 
     def undo(self) -> Edit | None:
         """Undo the newest edit; returns it (None when there is nothing to undo)."""
@@ -600,6 +743,9 @@ class Session:
         if edit is None:
             yield
             return
+        if not isinstance(edit, Edit):
+            raise TypeError(f"excluding() takes an Edit or None; got {type(edit).__name__}")
+        self._checked(self.state.minus(edit))  # a rewrite stays on what it was fitted on
         with self._viewing(False, edit):
             yield
 
@@ -607,6 +753,8 @@ class Session:
     def observe(self, callback: Callable[[SessionEvent], None]) -> None:
         """Call ``callback(event)`` after each change of what the Session shows (outside the
         lock; one that raises is reported with a RuntimeWarning and the change stands)."""
+        if not callable(callback):
+            raise TypeError(f"observe() takes a function of one event; got {callback!r}")
         self._observers.add(callback)
 
     def unobserve(self, callback) -> None:

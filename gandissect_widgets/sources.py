@@ -50,14 +50,23 @@ class Sources:
         self.photos[pid] = (z.clone(), layer, residual.detach().float().cpu().clone())
         return pid
 
+    def check(self, seeds: list[int]) -> list[int]:
+        """``seeds``, after a KeyError for an id from :data:`PHOTO_BASE` on that names no
+        photo of this generator (a classifier's data function takes any seed)."""
+        for seed in seeds if self.kind == "generator" else ():
+            if seed >= PHOTO_BASE and seed not in self.photos:
+                made = f"photo ids {PHOTO_BASE} to {PHOTO_BASE + len(self.photos) - 1}"
+                raise KeyError(
+                    f"sample {seed} is not a photo of this Session: ids from 2**62 on name "
+                    "photos made by session.invert(); seeds are below 2**62; this Session has "
+                    + (made if self.photos else "no photos")
+                )
+        return seeds
+
     def _latent(self, seed: int) -> torch.Tensor:
         if seed < PHOTO_BASE:
             return torch.randn(self.z_dim, generator=torch.Generator().manual_seed(seed))
-        if seed not in self.photos:
-            raise KeyError(
-                f"sample {seed} is not a photo of this Session: ids from 2**62 on name photos "
-                f"made by session.invert(); this Session has {len(self.photos)}"
-            )
+        self.check([seed])
         return self.photos[seed][0]
 
     def latents(self, seeds) -> torch.Tensor:
@@ -72,8 +81,10 @@ class Sources:
     def digest(self, seeds) -> str:
         """Identifies the photos among ``seeds`` by content ("" when there are none): photo ids
         are per Session, so results kept on disk must name what the ids stood for."""
+        if self.kind != "generator":
+            return ""
         h = hashlib.sha256()
-        for s in sorted({s for s in seeds if s >= PHOTO_BASE}):
+        for s in self.check(sorted({s for s in seeds if s >= PHOTO_BASE})):
             z, layer, residual = self.photos[s]
             h.update(f"{s}:{layer}:".encode() + z.numpy().tobytes() + residual.numpy().tobytes())
         return h.hexdigest()[:16] if any(s >= PHOTO_BASE for s in seeds) else ""

@@ -885,6 +885,7 @@ class IoU(_Stat):
         self.active = torch.zeros(self.units, dtype=torch.int64)
         self.concept_area = torch.zeros(n_concepts, dtype=torch.int64)
         self.intersection = torch.zeros(self.units, n_concepts, dtype=torch.int64)
+        self.image_level = False  # counts of images (update_presence), not of pixels
 
     def update(self, acts, concepts, chunk_elements: int = 1 << 22) -> None:
         acts = torch.as_tensor(acts)
@@ -905,6 +906,34 @@ class IoU(_Stat):
             self.intersection += pairs.view(c, k)
             self.concept_area += torch.bincount(labels, minlength=k)
         self.count += n
+
+    def update_presence(self, acts, present) -> None:
+        """Image-level counts for a vector layer: ``acts`` (N, C) or (N, C, 1, 1), one value per
+        unit and image, against ``present`` (N, K) bool, the concepts each image contains.
+
+        >>> s = IoU(torch.zeros(2), n_concepts=2)
+        >>> acts = torch.tensor([[1.0, -1.0], [-1.0, -1.0]])
+        >>> s.update_presence(acts, torch.tensor([[True, False], [False, True]]))
+        >>> s.iou().tolist()
+        [[1.0, 0.0], [0.0, 0.0]]
+        """
+        acts = torch.as_tensor(acts)
+        acts = acts.reshape(acts.shape[0], -1) if acts.dim() == 4 else acts
+        present = torch.as_tensor(present, device=acts.device)
+        if acts.dim() != 2 or acts.shape[1] != self.units:
+            raise ValueError(f"IoU acts must be (N, {self.units}); got {tuple(acts.shape)}")
+        if present.shape != (acts.shape[0], self.n_concepts) or present.dtype != torch.bool:
+            raise ValueError(
+                f"IoU presence must be bool (N={acts.shape[0]}, {self.n_concepts}); "
+                f"got {present.dtype} {tuple(present.shape)}"
+            )
+        self._to(acts.device)
+        above = (acts > _round_down(self.thresholds.to(acts.device), acts.dtype)).long()
+        self.active += above.sum(0)
+        self.concept_area += present.long().sum(0)
+        self.intersection += above.T @ present.long()
+        self.count += acts.shape[0]
+        self.image_level = True
 
     def _check(self, acts: torch.Tensor, concepts: torch.Tensor) -> tuple[int, int]:
         if acts.dim() != 4 or acts.shape[1] != self.units:
@@ -941,12 +970,24 @@ class IoU(_Stat):
         self.concept_area += other.concept_area.to(device)
         self.intersection += other.intersection.to(device)
         self.count += other.count
+        self.image_level = self.image_level or other.image_level
         return self
 
     def iou(self) -> torch.Tensor:
-        """(C, K) float64 intersection over union; 0 where the union is empty."""
+        """(C, K) float64 intersection over union; 0 where the union is empty.
+
+        Image-level counts give the IoU above chance instead, ``(iou - chance) / (1 - chance)``
+        (at least 0), where chance is the IoU of as many images drawn at random: a concept in
+        nearly every image otherwise matches every unit.
+        """
         union = self.active[:, None] + self.concept_area[None, :] - self.intersection
-        return torch.where(union > 0, self.intersection / union.clamp_min(1), 0.0).double()
+        iou = torch.where(union > 0, self.intersection / union.clamp_min(1), 0.0).double()
+        if not self.image_level or not self.count:
+            return iou
+        a, c = self.active[:, None].double(), self.concept_area[None, :].double()
+        inter = a * c / self.count
+        chance = torch.where(a + c - inter > 0, inter / (a + c - inter).clamp_min(1e-12), 0.0)
+        return ((iou - chance) / (1 - chance).clamp_min(1e-12)).clamp_min(0.0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {
@@ -956,12 +997,14 @@ class IoU(_Stat):
             "active": self.active.cpu().numpy(),
             "concept_area": self.concept_area.cpu().numpy(),
             "intersection": self.intersection.cpu().numpy(),
+            "image_level": _meta(int(self.image_level)),
         }
 
     def load_state_dict(self, state) -> IoU:
         self.thresholds = torch.from_numpy(np.array(state["thresholds"]))
         self.n_concepts, self.count = int(state["n_concepts"]), int(state["count"])
         self.units = self.thresholds.shape[0]
+        self.image_level = bool(int(state["image_level"])) if "image_level" in state else False
         for name in ("active", "concept_area", "intersection"):
             setattr(self, name, torch.from_numpy(np.array(state[name])))
         return self

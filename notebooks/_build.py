@@ -655,6 +655,136 @@ gw.UnitBrowser(session, LAYER, columns=5, size=96)
     ]
 
 
+@notebook("08_transformers")
+def _transformers():
+    return [
+        md("""
+# 8 · Inside a vision transformer
+
+Most image models studied today are vision transformers (ViT, DeiT, DINOv2, CLIP's image
+tower). Their layers do not output maps (N, C, H, W) but **token sequences** (N, T, C): a class
+token, then one token per image patch, row by row. Do their units detect single concepts, as a
+CNN's do (*Network Dissection*, Bau et al., PNAS 2020)? And at which depth?
+
+**hamlet-vit** learned tutorial 4's task (which of five scene types a picture shows) as a small
+ViT: patch 8 at 64 px, so an 8x8 grid of patch tokens plus a class token; four blocks of width
+64 whose MLPs have 256 hidden units. hamlet's renderer gives the exact concept map of every
+picture, so every IoU below is measured against the truth.
+"""),
+        code(SETUP),
+        code("""
+vit = gw.Session.from_zoo("hamlet-vit")
+cnn = gw.Session.from_zoo("hamlet-classifier")
+HELD_OUT = range(gw.zoo.hamlet.TEST_SEED_START, gw.zoo.hamlet.TEST_SEED_START + 300)
+labels = vit.labels(HELD_OUT)
+for name, s in [("hamlet-vit", vit), ("CNN", cnn)]:
+    print(f"{name:<10s} held-out accuracy {(s.classify(HELD_OUT).argmax(1) == labels).float().mean():.1%}")
+"""),
+        md("""
+## What are the layers called?
+
+`layer_info()` runs one sample and lists every module: what it outputs, its **kind**, and the
+map every analysis sees. A token layer's (N, 65, 64) becomes the (64, 8, 8) map of its patch
+tokens (the class token is left out of the view, and out of edits unless asked); the class
+token after the last block (`pool`, (N, 64)) is a **vector** layer, seen as (64, 1, 1).
+`vit.layers`, the layers the widgets offer, are the block outputs and MLP hidden units.
+"""),
+        code("""
+vit.layer_info()
+"""),
+        md("A misspelt name gets the close ones suggested:"),
+        code("""
+try:
+    vit.dissect("block.2")
+except KeyError as err:
+    print(err)
+"""),
+        md("""
+## Every block, beside the CNN
+
+`gw.survey` dissects every layer on the same 100 scenes and reports, per layer, the share of
+units whose best concept reaches IoU 0.04 (the usual bar), how many distinct concepts they
+cover, and the best unit of each concept. (100 scenes keep this notebook quick; BENCHMARKS.md
+has the same tables on more.)
+"""),
+        code("""
+vit_survey = gw.survey(vit, n=100, progress=True)
+cnn_survey = gw.survey(cnn, ["conv1", "conv2", "conv3", "conv4", "conv5"], n=100, progress=True)
+vit_survey
+"""),
+        code("""
+cnn_survey
+"""),
+        code("""
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+vit_survey.plot(ax=axes[0]); axes[0].set_title("hamlet-vit")
+cnn_survey.plot(ax=axes[1]); axes[1].set_title("hamlet CNN")
+fig.tight_layout()
+"""),
+        md("""
+## Single-concept units, and where
+
+The best unit of each concept in the ViT's most interpretable layer, and that layer in the
+UnitBrowser: heatmaps on the 8x8 patch grid, upsampled to the picture like any map.
+"""),
+        code("""
+best = vit_survey.best_layer()
+row = next(r for r in vit_survey.rows if r["layer"] == best)
+print(f"{best}: {row['interpretable']:.0%} of {row['units']} units have a concept")
+for concept, (unit, iou) in sorted(row["best"].items(), key=lambda kv: -kv[1][1]):
+    print(f"  {concept:<9s} unit {unit:>3d}  IoU {iou:.2f}")
+"""),
+        code("""
+gw.UnitBrowser(vit, best)
+"""),
+        md("""
+## Removing the ViT's tree units
+
+Few ViT units have tree as their *best* concept, so take in each block output the 20 units of
+highest IoU with tree, ablate them (zero on the patch tokens; the class token stays as it is)
+and measure each class's accuracy on 300 held-out scenes. The last block is left out: the head
+reads only the class token, so after the last block the patch tokens feed nothing and editing
+them cannot change a prediction.
+"""),
+        code("""
+drops = {}
+for layer in ["blocks.0", "blocks.1", "blocks.2"]:
+    units = vit_survey.dissections[layer].ranked_for("tree")[:20]
+    change = vit.ablation_accuracy(layer, units, seeds=HELD_OUT)
+    drops[layer] = (change.before["forest"] - change.after["forest"], change.others_drop("forest"))
+    print(f"{layer}: forest {change.before['forest']:.0%} -> {change.after['forest']:.0%}; "
+          f"other classes {-100 * change.others_drop('forest'):+.1f} points")
+"""),
+        code("""
+# check: somewhere, the tree units cost forests at least 10 points more than the other classes
+best_drop = max(own - others for own, others in drops.values())
+print(f"largest forest drop beyond the other classes: {100 * best_drop:.1f} points")
+assert best_drop >= 0.10
+"""),
+        md("""
+## The class token: a vector layer
+
+A vector layer has no place in the image, so it is dissected image by image: a unit is "on"
+in the pictures where its value passes its top-20% level, a concept is "in" a picture when it
+covers 0.5% of it, and the score is how far the IoU of those two sets of pictures rises above
+chance. The UnitBrowser shows its top pictures with their values and says there is no heatmap.
+"""),
+        code("""
+pool = vit.dissect("pool", n=100, progress=True)
+print(pool, pool.summary())
+gw.UnitBrowser(vit, "pool", top=6)
+"""),
+        md("""
+## Which GAN layer to look at, and which to edit
+
+The same survey over the 11 layers of hamlet's GAN, and the example rule of tutorial 3 ("every
+roof gets a tree") fitted at every layer, measured on 200 samples the rule was not picked from.
+Both take a few minutes, so they are in `python -m benchmarks survey`; its figures are in
+BENCHMARKS.md ("Layer surveys").
+"""),
+    ]
+
+
 def _progress_bar(output) -> bool:
     """A tqdm.auto bar: a widget view without a picture whose text reads like ' 3/20 [00:01<'."""
     data = output.get("data", {})

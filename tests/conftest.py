@@ -114,3 +114,23 @@ def labelled_session():
         concepts=CONCEPTS,
         classes=["darkish", "brightish"],
     )
+
+
+def tiny_vit():
+    """A vision transformer for 16x16 images: patch 4 (a 4x4 token grid + class token), 2 blocks."""
+    from gandissect_widgets.zoo.vit import VisionTransformer
+
+    torch.manual_seed(3)
+    return VisionTransformer(
+        image_size=16, patch_size=4, dim=12, depth=2, heads=2, mlp_dim=24, num_classes=2
+    )
+
+
+@pytest.fixture
+def vit_session():
+    """A classifier Session on :func:`tiny_vit` with exact concept maps: token, vector layers."""
+    from gandissect_widgets import Session
+
+    return Session(
+        tiny_vit(), device="cpu", data=labelled_data, concepts=CONCEPTS, classes=["a", "b"]
+    )

@@ -253,3 +253,133 @@ def rosinality_reference(ckpt, z, truncation=1.0):
         image = to_rgb(f"to_rgbs.{j}", x, image)
         j += 1
     return image
+
+
+# ------------------------------------------------------------------------------------- ViT
+def torchvision_vit_layout(dim=768, depth=12, mlp=3072, classes=1000, patch=16, image=224):
+    """torchvision ``VisionTransformer.state_dict()`` (``vit_b_16`` with the defaults):
+    ``conv_proj``, ``class_token``, ``encoder.pos_embedding``, per layer
+    ``encoder.layers.encoder_layer_{i}`` with ``ln_1``, ``self_attention`` (an
+    ``nn.MultiheadAttention``: ``in_proj_weight`` (3*dim, dim) = [q; k; v], ``out_proj``),
+    ``ln_2``, ``mlp.0`` and ``mlp.3`` (Linear, GELU, Dropout, Linear, Dropout); ``encoder.ln``,
+    ``heads.head``."""
+    tokens = (image // patch) ** 2 + 1
+    layout = {
+        "class_token": (1, 1, dim),
+        "conv_proj.weight": (dim, 3, patch, patch), "conv_proj.bias": (dim,),
+        "encoder.pos_embedding": (1, tokens, dim),
+    }  # fmt: skip
+    for i in range(depth):
+        p = f"encoder.layers.encoder_layer_{i}."
+        layout.update({
+            p + "ln_1.weight": (dim,), p + "ln_1.bias": (dim,),
+            p + "self_attention.in_proj_weight": (3 * dim, dim),
+            p + "self_attention.in_proj_bias": (3 * dim,),
+            p + "self_attention.out_proj.weight": (dim, dim),
+            p + "self_attention.out_proj.bias": (dim,),
+            p + "ln_2.weight": (dim,), p + "ln_2.bias": (dim,),
+            p + "mlp.0.weight": (mlp, dim), p + "mlp.0.bias": (mlp,),
+            p + "mlp.3.weight": (dim, mlp), p + "mlp.3.bias": (dim,),
+        })  # fmt: skip
+    layout.update({
+        "encoder.ln.weight": (dim,), "encoder.ln.bias": (dim,),
+        "heads.head.weight": (classes, dim), "heads.head.bias": (classes,),
+    })  # fmt: skip
+    return layout
+
+
+def timm_vit_layout(dim=384, depth=12, mlp=1536, classes=1000, patch=16, image=224):
+    """timm ``VisionTransformer.state_dict()`` (``vit_small_patch16_224`` with the defaults):
+    ``cls_token``, ``pos_embed``, ``patch_embed.proj``, per block ``blocks.{i}`` with ``norm1``,
+    ``attn.qkv`` (fused, (3*dim, dim)), ``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``;
+    ``norm``, ``head``."""
+    tokens = (image // patch) ** 2 + 1
+    layout = {
+        "cls_token": (1, 1, dim), "pos_embed": (1, tokens, dim),
+        "patch_embed.proj.weight": (dim, 3, patch, patch), "patch_embed.proj.bias": (dim,),
+    }  # fmt: skip
+    for i in range(depth):
+        p = f"blocks.{i}."
+        layout.update({
+            p + "norm1.weight": (dim,), p + "norm1.bias": (dim,),
+            p + "attn.qkv.weight": (3 * dim, dim), p + "attn.qkv.bias": (3 * dim,),
+            p + "attn.proj.weight": (dim, dim), p + "attn.proj.bias": (dim,),
+            p + "norm2.weight": (dim,), p + "norm2.bias": (dim,),
+            p + "mlp.fc1.weight": (mlp, dim), p + "mlp.fc1.bias": (mlp,),
+            p + "mlp.fc2.weight": (dim, mlp), p + "mlp.fc2.bias": (dim,),
+        })  # fmt: skip
+    layout.update({
+        "norm.weight": (dim,), "norm.bias": (dim,),
+        "head.weight": (classes, dim), "head.bias": (classes,),
+    })  # fmt: skip
+    return layout
+
+
+def vit_state_dict(layout, seed=0):
+    """Random values in a ViT layout: weights N(0, 0.02), norms' scales near 1."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, shape in layout.items():
+        v = torch.randn(shape, generator=gen) * 0.02
+        if ("ln" in k or "norm" in k) and k.endswith("weight"):
+            v = v + 1
+        out[k] = v
+    return out
+
+
+def torchvision_vit_forward(sd, x, heads):
+    """torchvision's ViT forward on normalised images ``x``: patches, class token first,
+    positions, pre-norm layers (torch's multi-head attention), final LayerNorm, class token."""
+    n = x.shape[0]
+    dim = sd["conv_proj.weight"].shape[0]
+    patch = sd["conv_proj.weight"].shape[-1]
+    h = F.conv2d(x, sd["conv_proj.weight"], sd["conv_proj.bias"], stride=patch)
+    h = h.reshape(n, dim, -1).permute(0, 2, 1)
+    h = torch.cat([sd["class_token"].expand(n, -1, -1), h], 1) + sd["encoder.pos_embedding"]
+    i = 0
+    while f"encoder.layers.encoder_layer_{i}.ln_1.weight" in sd:
+        p = f"encoder.layers.encoder_layer_{i}."
+        y = F.layer_norm(h, (dim,), sd[p + "ln_1.weight"], sd[p + "ln_1.bias"], eps=1e-6)
+        y = y.transpose(0, 1)  # (T, N, dim): MultiheadAttention's sequence-first layout
+        a, _ = F.multi_head_attention_forward(
+            y, y, y, dim, heads,
+            sd[p + "self_attention.in_proj_weight"], sd[p + "self_attention.in_proj_bias"],
+            None, None, False, 0.0,
+            sd[p + "self_attention.out_proj.weight"], sd[p + "self_attention.out_proj.bias"],
+            training=False, need_weights=False,
+        )  # fmt: skip
+        h = h + a.transpose(0, 1)
+        y = F.layer_norm(h, (dim,), sd[p + "ln_2.weight"], sd[p + "ln_2.bias"], eps=1e-6)
+        y = F.gelu(F.linear(y, sd[p + "mlp.0.weight"], sd[p + "mlp.0.bias"]))
+        h = h + F.linear(y, sd[p + "mlp.3.weight"], sd[p + "mlp.3.bias"])
+        i += 1
+    h = F.layer_norm(h, (dim,), sd["encoder.ln.weight"], sd["encoder.ln.bias"], eps=1e-6)
+    return F.linear(h[:, 0], sd["heads.head.weight"], sd["heads.head.bias"])
+
+
+def timm_vit_forward(sd, x, heads):
+    """timm's ViT forward on normalised images ``x``, attention written out: softmax(q k^T /
+    sqrt(d)) v per head, with q, k, v split from the fused ``qkv`` as (3, heads, head_dim)."""
+    n = x.shape[0]
+    dim = sd["patch_embed.proj.weight"].shape[0]
+    patch = sd["patch_embed.proj.weight"].shape[-1]
+    h = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=patch)
+    h = h.flatten(2).transpose(1, 2)
+    h = torch.cat([sd["cls_token"].expand(n, -1, -1), h], 1) + sd["pos_embed"]
+    d = dim // heads
+    i = 0
+    while f"blocks.{i}.norm1.weight" in sd:
+        p = f"blocks.{i}."
+        y = F.layer_norm(h, (dim,), sd[p + "norm1.weight"], sd[p + "norm1.bias"], eps=1e-6)
+        qkv = F.linear(y, sd[p + "attn.qkv.weight"], sd[p + "attn.qkv.bias"])
+        qkv = qkv.reshape(n, -1, 3, heads, d).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = (q @ k.transpose(-2, -1) / math.sqrt(d)).softmax(-1)
+        y = (attn @ v).transpose(1, 2).reshape(n, -1, dim)
+        h = h + F.linear(y, sd[p + "attn.proj.weight"], sd[p + "attn.proj.bias"])
+        y = F.layer_norm(h, (dim,), sd[p + "norm2.weight"], sd[p + "norm2.bias"], eps=1e-6)
+        y = F.gelu(F.linear(y, sd[p + "mlp.fc1.weight"], sd[p + "mlp.fc1.bias"]))
+        h = h + F.linear(y, sd[p + "mlp.fc2.weight"], sd[p + "mlp.fc2.bias"])
+        i += 1
+    h = F.layer_norm(h, (dim,), sd["norm.weight"], sd["norm.bias"], eps=1e-6)
+    return F.linear(h[:, 0], sd["head.weight"], sd["head.bias"])

@@ -597,3 +597,117 @@ def test_ada_config_names_the_generator_that_takes_the_tensors():
         16, 16, 8, 4]  # fmt: skip
     odd = StyleGAN2Generator(16, style_dim=8, n_mlp=2, channels=[4, 16, 8])
     assert ada_pickle.ada_config(odd)["init_kwargs"] is None  # no channel rule fits
+
+
+# ---------------------------------------------------------------------------------- BUILD attacks
+def _op_global(module, name):
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _op_str(text):
+    data = text.encode()
+    return b"X" + len(data).to_bytes(4, "little") + data
+
+
+def _op_build(target: bytes, attrs: dict, *, slots: bool = True) -> bytes:
+    """``target`` then BUILD with ``attrs`` (values: opcodes) as slot state (setattr) or as
+    ``__dict__`` state."""
+    items = b"".join(_op_str(k) + v + b"s" for k, v in attrs.items())
+    state = b"N}" + items + b"\x86" if slots else b"}" + items
+    return target + state + b"b"
+
+
+def _hostile(body: bytes) -> bytes:
+    return b"\x80\x02}" + _op_str("G_ema") + body + b"s."  # {"G_ema": body}
+
+
+_EMPTY_TUPLE, _LIST = b")", _op_global("__builtin__", "list")
+HOSTILE = {
+    "setattr on EasyDict": _op_build(_op_global("dnnlib.util", "EasyDict"), {"items": _LIST}),
+    "__dict__ of EasyDict": _op_build(
+        _op_global("dnnlib", "EasyDict"), {"keys": _LIST}, slots=False
+    ),
+    "defaults of a rebuild function": _op_build(
+        _op_global("torch._utils", "_rebuild_tensor_v2"), {"__defaults__": _EMPTY_TUPLE}
+    ),
+    "__dict__ of a function": _op_build(
+        _op_global("torch_utils.persistence", "_reconstruct_persistent_obj"),
+        {"mark": _LIST},
+        slots=False,
+    ),
+    "a builtin class": _op_build(_op_global("collections", "OrderedDict"), {"x": _LIST}),
+    "a marker object": _op_build(_op_global("torch", "Tensor"), {"x": _LIST}),
+    "kwdefaults via setstate of dtype": _op_build(
+        _op_global("numpy", "dtype"), {"__kwdefaults__": b"}"}
+    ),
+    "a numpy dtype's __setstate__ with junk": _op_global("numpy", "dtype")
+    + _op_str("f4")
+    + b"\x85R"  # dtype('f4')
+    + _op_str("junk")
+    + b"b",
+    "nested allowed names": _op_global("copyreg", "_reconstructor")
+    + _op_global("torch._utils", "_rebuild_tensor_v2")
+    + _op_global("__builtin__", "dict")
+    + b"N\x87R",
+}
+
+
+def _package_objects():
+    """Every function and class of the ADA reader (and what its table hands out), with
+    their mutable parts: defaults, keyword defaults, ``__dict__`` and code."""
+    seen = {}
+    objs = list(vars(ada_pickle).values()) + list(ada_pickle.ALLOWED.values())
+    for obj in objs:
+        if isinstance(obj, type) or callable(obj) or type(obj) is object:
+            state = (
+                getattr(obj, "__defaults__", None),
+                getattr(obj, "__kwdefaults__", None),
+                getattr(obj, "__code__", None),
+                dict(vars(obj)) if hasattr(obj, "__dict__") else None,
+            )
+            seen[id(obj)] = (obj, state)
+    return seen
+
+
+def _same_objects(before, after):
+    assert before.keys() == after.keys()
+    for key, (obj, state) in before.items():
+        for a, b in zip(state, after[key][1]):
+            if isinstance(a, dict):
+                assert a.keys() == b.keys() and all(a[k] is b[k] for k in a), obj
+            else:
+                assert a is b or a == b, obj
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_refused_pickle_leaves_the_package_unchanged(tmp_path, case):
+    before = _package_objects()
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(_hostile(HOSTILE[case]))
+    with pytest.raises((ada_pickle.UnsafePickleError, ValueError)):
+        gw.zoo.load(str(path))
+    with pytest.raises((ada_pickle.UnsafePickleError, ValueError)):
+        ada_pickle.generator_from_data(ada_pickle.read_pickle(path))
+    _same_objects(before, _package_objects())
+
+
+def test_a_genuine_snapshot_after_hostile_ones_reads_as_it_should(tmp_path):
+    for i, body in enumerate(HOSTILE.values()):
+        (tmp_path / f"{i}.pkl").write_bytes(_hostile(body))
+        with pytest.raises((ada_pickle.UnsafePickleError, ValueError)):
+            gw.zoo.load(str(tmp_path / f"{i}.pkl"))
+    g = config_ada("r16-skip")
+    model = gw.zoo.load(str(write_pickle(snapshot(g), tmp_path / "n.pkl")))
+    assert model.source.config["init_kwargs"]["z_dim"] == 8
+
+
+def test_torch_weights_only_unpickler_cannot_read_an_ada_snapshot(tmp_path):
+    """Why the reader is our own (see ada_pickle's docstring): torch's restricted unpickler
+    reads the protocol-2 subset that torch.save writes; a snapshot is protocol 4 (FRAME first).
+    When torch reads it, the reader should move onto it."""
+    from torch import _weights_only_unpickler as wu
+
+    _, path = ada_pkl(tmp_path)
+    with open(path, "rb") as f, pytest.warns(UserWarning, match="protocol 4"):
+        with pytest.raises(pickle.UnpicklingError, match="Unsupported operand 149"):
+            wu.Unpickler(f).load()

@@ -180,7 +180,7 @@ def test_errors_unknown_concept_no_segmenter_no_spatial(seg_session, gen_session
         seg_session.ablation_effect("layer2", [0], "tree")
     with pytest.raises(ValueError, match="needs concept maps"):
         gen_session.dissect("layer2", n=8, cache=False)
-    with pytest.raises(ValueError, match="no spatial"):
+    with pytest.raises(ValueError, match="needs concept maps"):  # a vector layer, no maps
         cls_session.dissect("fc", n=8, cache=False)
 
 

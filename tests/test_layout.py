@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent / "gandissect_widgets"
 PACKAGE = "gandissect_widgets"
 
 LEAVES = ["checks", "render", "stats", "cache", "jobs", "hooks", "edits", "arena", "events"]
-LEAVES += ["sources"]
+LEAVES += ["sources", "stages", "layerkinds"]
 ANALYSES = ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos"]
 RANKS = {
     **dict.fromkeys(LEAVES, 0),
@@ -23,7 +23,8 @@ RANKS = {
     "passes": 2,
     "zoo": 2,
     **dict.fromkeys(
-        ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos"], 3
+        ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos", "survey"],
+        3,
     ),
     "session": 4,
     **dict.fromkeys(["widgets", "report", "cli", "notebook_run"], 5),

@@ -85,3 +85,12 @@ def test_published_lsun_256_layout_reads_its_sizes():
     g = ProgressiveGenerator.from_state_dict(sd)
     assert g.resolution == 256 and [n for n, _ in g.named_children()][-1] == "output_256x256"
     assert {k: tuple(v.shape) for k, v in g.state_dict().items()} == layout
+
+
+def test_fast_upsampling_gives_nn_upsample_values_bit_for_bit():
+    from gandissect_widgets.zoo.progan import _upsample2
+
+    up = torch.nn.Upsample(scale_factor=2, mode="nearest")
+    for shape in [(1, 1, 1, 1), (3, 5, 4, 7), (8, 32, 16, 16)]:
+        x = torch.randn(shape)
+        assert torch.equal(_upsample2(x), up(x))

@@ -52,6 +52,13 @@ class Rewrite(WeightEdit):
         losses: Sequence[float] = (),
         seconds: float = 0.0,
     ):
+        if not (isinstance(directions, torch.Tensor) and isinstance(lam, torch.Tensor)):
+            raise TypeError("directions and lam must be torch tensors")
+        if directions.dim() != 2 or lam.dim() != 4 or lam.shape[1] != directions.shape[0]:
+            raise ValueError(
+                f"directions must be (rank, C_in) and lam (C_out, rank, kh, kw) of the same "
+                f"rank; got directions {tuple(directions.shape)}, lam {tuple(lam.shape)}"
+            )
         self.directions = directions.detach().float().cpu().contiguous()
         self.lam = lam.detach().float().cpu().contiguous()
         super().__init__(layer, param, delta_of(self.lam, self.directions))
@@ -65,8 +72,8 @@ class Rewrite(WeightEdit):
         return int(self.directions.shape[0])
 
     def check(self, model) -> None:
-        """Refuse to apply onto weights other than those the edit was made for."""
-        super().check(model)
+        """Refuse to apply onto weights other than those the edit was made for (first: on
+        another model the layer may not even exist)."""
         found = weights_fingerprint(model)
         if found != self.fingerprint:
             raise ValueError(
@@ -74,6 +81,7 @@ class Rewrite(WeightEdit):
                 f"model's weights have fingerprint {found}: it belongs to another model (or to "
                 "another stack of weight edits)"
             )
+        super().check(model)
 
     def describe(self) -> str:
         return f"rewrite {self.layer} (rank {self.rank})"
@@ -124,8 +132,7 @@ def load_edit(path) -> Rewrite:
     >>> session.push(load_edit("rule.npz")).layer
     'layer6'
     """
-    with np.load(path, allow_pickle=False) as f:
-        a = {k: f[k] for k in f.files}
+    a = _read_npz(path)
     if str(a.get("format", "")) != FORMAT:
         raise ValueError(f"{path} is not a saved rewrite (expected format {FORMAT!r})")
     needed = ["layer", "param", "fingerprint", "directions", "lam", "losses", "seconds", "steps"]
@@ -135,6 +142,7 @@ def load_edit(path) -> Rewrite:
     )
     if missing:
         raise ValueError(f"{path} is an incomplete saved rewrite: missing {', '.join(missing)}")
+    _check_arrays(path, a)
     paste = a["paste_mask"] if "paste_mask" in a else tuple(float(v) for v in a["paste_yx"])
     directions = torch.from_numpy(a["directions"])
     request = {
@@ -156,6 +164,53 @@ def load_edit(path) -> Rewrite:
         losses=a["losses"].tolist(),
         seconds=float(a["seconds"]),
     )
+
+
+def _read_npz(path) -> dict:
+    """The arrays of a .npz file; ValueError naming ``path`` when it is not one (a missing
+    file stays FileNotFoundError)."""
+    try:
+        with open(path, "rb") as fh:
+            f = np.load(fh, allow_pickle=False)
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise ValueError("it holds one array (.npy), not the arrays of a rewrite")
+            with f:
+                return {k: f[k] for k in f.files}
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except Exception as err:  # empty, truncated, random, pickled objects...
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "allow_pickle" in why:
+            why = "it holds Python objects, which are never loaded"
+        raise ValueError(
+            f"{path} is not a saved rewrite (a .npz file written by Rewrite.save): {why}"
+        ) from None
+
+
+def _check_arrays(path, a: dict) -> None:
+    """Refuse arrays that do not make one consistent rewrite (ValueError naming ``path``)."""
+    d, lam, masks = a["directions"], a["lam"], a["context_masks"]
+    problems = []
+    if d.ndim != 2 or lam.ndim != 4 or lam.shape[1] != d.shape[0] or not d.shape[0]:
+        problems.append(
+            f"directions {d.shape} and lam {lam.shape} are not (rank, C_in) and "
+            "(C_out, rank, kh, kw) of one rank"
+        )
+    for name in ("directions", "lam"):
+        if not np.issubdtype(a[name].dtype, np.floating) or not np.isfinite(a[name]).all():
+            problems.append(f"{name} is not finite floating point (NaN or infinity?)")
+    seeds = a["context_seeds"]
+    if masks.ndim != 3 or seeds.shape != (masks.shape[0],):
+        problems.append(f"{seeds.shape[0] if seeds.ndim else 0} context seeds for masks of "
+                        f"shape {masks.shape}")  # fmt: skip
+    elif a["copy_mask"].shape != masks.shape[1:] or (
+        "paste_mask" in a and a["paste_mask"].shape != masks.shape[1:]
+    ):
+        problems.append("its copy/paste masks and context masks differ in shape")
+    if "paste_yx" in a and a["paste_yx"].shape != (2,):
+        problems.append(f"paste_yx has shape {a['paste_yx'].shape}, not (2,)")
+    if problems:
+        raise ValueError(f"{path} is not a consistent saved rewrite: {'; '.join(problems)}")
 
 
 def delta_of(lam: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:

@@ -101,6 +101,10 @@ def make_rewrite(
     []
     """
     t0 = time.perf_counter()
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise TypeError(f"cancel must be a threading.Event or None; got {cancel!r}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function (step, loss) or None; got {progress!r}")
     req = check_request(session, layer, context, copy, paste, rank, steps, lr)
     conv_path, param = conv_of(session, layer)
     state = session.state.weights_only()

@@ -8,6 +8,7 @@ the directions D in which a rewrite may change the weight (the C^-1 metric of th
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -57,7 +58,8 @@ def second_moment(
     if mkey in memo:
         return memo[mkey]
     store = ResultCache.resolve(cache)
-    found = store.load(key, expect={"sum": (c_in, c_in)}) if store is not None else None
+    check = functools.partial(_check_cached, n=n, c_in=c_in)
+    found = store.load(key, expect={"sum": (c_in, c_in)}, check=check) if store else None
     if found is not None:
         stat = SecondMoment().load_state_dict(found)
     else:
@@ -73,6 +75,23 @@ def second_moment(
             store.save(key, stat.state_dict())
     memo[mkey] = stat.moment.cpu()
     return memo[mkey]
+
+
+def _check_cached(a: dict, *, n: int, c_in: int) -> None:
+    """Raise ValueError saying how a cached second moment disagrees with the request: its
+    rows are the positions of ``n`` samples (a positive multiple of n), its sum symmetric
+    with a non-negative diagonal."""
+    count, units = a.get("count"), a.get("units")
+    if count is None or count.shape != () or not np.issubdtype(count.dtype, np.integer):
+        raise ValueError("lacks an integer row count")
+    if int(count) <= 0 or int(count) % n:
+        raise ValueError(f"counts {int(count)} rows, not a positive multiple of {n} samples")
+    if units is None or units.shape != () or int(units) != c_in:
+        raise ValueError(f"is for another number of channels than {c_in}")
+    total = a["sum"]
+    atol = 1e-6 * float(np.abs(total).max(initial=0))
+    if not np.allclose(total, total.T, rtol=1e-5, atol=atol) or (np.diag(total) < 0).any():
+        raise ValueError("holds a sum that is not symmetric with a non-negative diagonal")
 
 
 def _inverse_sqrt(c: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import render
+from .. import checks, render
 from ._validate import InvalidValue
 
 
@@ -88,6 +88,7 @@ class GridData:
     """One grid of a composite widget: arrays here, :meth:`payload` for its synced trait."""
 
     def __init__(self, *, columns: int = 8, size: int = 128, encoding: str = "png", mode=None):
+        columns, size = checks.count(columns, "columns"), checks.count(size, "size")
         self.columns, self.size, self.encoding, self.mode = columns, size, encoding, mode
         self._arrays = np.zeros((0, 1, 1, 3), np.uint8)
         self._images: list[bytes] = []

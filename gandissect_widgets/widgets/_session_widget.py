@@ -28,12 +28,13 @@ from collections.abc import Mapping
 import anywidget
 import traitlets as t
 
+from .. import checks
 from ..sources import PHOTO_BASE
 from ._grid import lut_bytes
 from ._latest import Latest
 from ._owner import Owner, closes_on_failure
 from ._photos import PhotoDrop, failed
-from ._validate import InvalidValue
+from ._validate import InvalidValue, in_range
 
 __all__ = [
     "SessionWidget", "closes_on_failure", "parse_units", "touch", "busy_for", "photo_captions",
@@ -91,6 +92,8 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
     status = t.Unicode("").tag(sync=True)
     status_kind = t.Unicode("").tag(sync=True)
 
+    _check_opacity = in_range("opacity", low=0, high=1)
+
     @property
     def invert_settings(self) -> dict:
         """Keyword arguments of :func:`~gandissect_widgets.invert.fit_photo` for dropped photos
@@ -121,7 +124,12 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
     def _seeds_or_samples(self, seeds, session) -> list[int]:
         """``seeds`` as a list, or (None) the Session's samples, followed when they change."""
         self._follows_samples = seeds is None
-        return list(seeds) if seeds is not None else session.samples
+        if seeds is None:
+            return session.samples
+        seeds = session.sources.check(checks.seeds(seeds))
+        if not seeds:
+            raise ValueError("seeds must not be empty: give seeds, or None to show session.samples")
+        return seeds
 
     def _use_seeds(self, seeds: list[int]) -> None:
         """Show ``seeds`` from now on (called in the worker, before a redraw)."""
@@ -191,15 +199,18 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
             return
         try:
             handler(**action)
-        except (ValueError, KeyError, TypeError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 - a click never raises into the comm
             self._show_error(err)
 
     def _on_front_end_msg(self, _widget, content, buffers) -> None:
-        if self.handle_photo_msg(content, buffers):
-            return
-        canvas = getattr(self, "canvas", None)
-        if isinstance(content, dict) and canvas is not None:
-            canvas.handle_msg(content)
+        try:
+            if self.handle_photo_msg(content, buffers):
+                return
+            canvas = getattr(self, "canvas", None)
+            if isinstance(content, dict) and canvas is not None:
+                canvas.handle_msg(content)
+        except Exception as err:  # noqa: BLE001 - a message never raises into the comm
+            self._show_error(err)
 
     # ------------------------------------------------------------ photos
     def _invert_photo(self, picture, name: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import traitlets as t
 
 
@@ -23,7 +25,7 @@ def in_range(*names: str, low: float, high: float | None = None):
     @t.validate(*names)
     def _check(self, proposal):
         value = proposal["value"]
-        if value < low or (high is not None and value > high):
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
             valid = f"in [{low}, {high}]" if high is not None else f">= {low}"
             raise InvalidValue(f"{proposal['trait'].name} must be {valid}; got {value}")
         return value

@@ -25,6 +25,7 @@ import time
 import numpy as np
 import traitlets as t
 
+from .. import checks
 from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import GridData
@@ -95,7 +96,13 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         mode: str = "remove",
         invert_settings=None,
     ):
+        from ..session import Session
+
+        if not isinstance(session, Session):
+            raise TypeError(f"session must be a gandissect_widgets.Session; got {session!r}")
         layer = session.check_layer(layer)
+        if units is not None:  # refused here, not only shown in the page
+            units = checks.units(units, session.layer_shape(layer)[0], layer)
         invert_settings = check_invert_settings(invert_settings, session)
         self.session = session
         self.seeds = self._seeds_or_samples(seeds, session)
@@ -127,6 +134,9 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         self.canvas_caption = (
             f"Paint on {sample_name(seed)}: the edit then applies only inside the painted region, "
             "at the same place on every sample (outlined on the edited side)."
+            if session.layer_kind(layer) != "vector"
+            else f"{layer} is a vector layer (one value per image, no heatmap): a painted "
+            "region does not apply to it; its edits change the whole image's value."
         )
         self._bind(session, invert_settings)
         self.canvas.on_stroke(lambda _mask: self._changed())
@@ -202,7 +212,8 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         self.wait()
 
     def _apply_now(self) -> None:
-        self._render()  # the newest controls first
+        if not self._render():  # the newest controls first; invalid ones apply nothing
+            return
         if self.edit is None or self.applied:
             return
         self._quiet = True
@@ -247,7 +258,8 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
             self._on_concept()
         self._render()
 
-    def _render(self) -> None:
+    def _render(self) -> bool:
+        """Redraw for the controls as they are; False (the error shown) when they are invalid."""
         start = time.perf_counter()
         s = self.session
         if self._applied is not None and self._applied not in s.edits:
@@ -260,8 +272,9 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         try:
             new = self._wanted_edit()
         except (ValueError, KeyError, TypeError) as err:
+            self.applied = self._applied is not None  # what the Session holds, even now
             self._show_invalid(err)
-            return
+            return False
         for known in (self._applied, self.edit):  # unchanged controls: the same edit (cached)
             if known is not None and new is not None and self._same(new, known):
                 new = known
@@ -289,6 +302,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
             self.applied = self._applied is not None
             self._say(*self._describe(new))
         self.last_render_s = time.perf_counter() - start
+        return True
 
     def _show_invalid(self, err) -> None:
         """Controls that describe no valid edit: the edited side empties (it would show a

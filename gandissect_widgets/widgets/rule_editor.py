@@ -280,6 +280,10 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
     def _do_tray(self, index: int, **_where) -> None:
         i = int(index)
         kinds = (["copy"] if self.copy is not None else []) + (["paste"] if self.paste else [])
+        n = len(kinds) + len(self.context)
+        if not 0 <= i < n:  # a click on a tray since redrawn
+            valid = f"0 to {n - 1}" if n else "none: the tray is empty"
+            raise ValueError(f"no region {index} in the tray ({valid}); click again")
         if i < len(kinds):
             setattr(self, kinds[i], None)
         else:
@@ -544,7 +548,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
                 self.session.push(edit)
             finally:
                 self._quiet = False
-        except (OSError, ValueError, KeyError) as err:
+        except Exception as err:  # noqa: BLE001 - whatever the file holds, the page says why
             self._show_error(err)
             return
         self.edit = edit

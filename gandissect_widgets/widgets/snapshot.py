@@ -256,20 +256,24 @@ def snapshot_units(
     acts = session.activations(layer, seeds)
     snap = Snapshot(title=f"{layer}: {len(units)} units", size=size, columns=columns)
     levels = session.unit_levels(layer)["high"]
+    vector = session.layer_kind(layer) == "vector"  # one value per image: no heatmap
     for u in units:
         tops = _top_seeds(session, layer, u, dissection, top)
         label, info = _unit_label(u, dissection)
         thr = float(dissection.thresholds[u] if dissection is not None else levels[u])
-        groups = [
-            ("samples", images, acts[:, u], None, thr),
-            (
-                "top-activating",
-                session.generate(tops),
-                session.activations(layer, tops)[:, u],
-                [f"#{s}" for s in tops],
-                thr,
-            ),
-        ]
+        top_acts = session.activations(layer, tops)[:, u]
+        if vector:
+            info = f"{layer} is a vector layer: no heatmap; captions give the values. {info}"
+            groups = [
+                ("samples", images, None, [f"{float(v):.2f}" for v in acts[:, u].flatten()]),
+                ("top-activating", session.generate(tops), None,
+                 [f"#{s} · {float(v):.2f}" for s, v in zip(tops, top_acts.flatten())]),
+            ]  # fmt: skip
+        else:
+            groups = [
+                ("samples", images, acts[:, u], None, thr),
+                ("top-activating", session.generate(tops), top_acts, [f"#{s}" for s in tops], thr),
+            ]
         snap.add_page(label, groups, info=info)
     return snap
 

@@ -18,6 +18,7 @@ import anywidget
 import torch
 import traitlets as t
 
+from .. import checks
 from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import GridData
@@ -95,7 +96,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         layer = session.check_layer(layer)
         invert_settings = check_invert_settings(invert_settings, session)
         self.seeds = self._seeds_or_samples(seeds, session)
-        self.top, self.pool = top, pool
+        self.top, self.pool = checks.count(top, "top"), checks.count(pool, "pool")
         self.session = session
         has_dissection = layer in session.dissections
         self._listed = session.dissections.get(layer)
@@ -195,14 +196,30 @@ class UnitBrowser(StaticFallback, SessionWidget):
         d = self.dissection
         threshold = float(d.thresholds[u]) if d is not None else high
         vmax = max(high, threshold, 1e-6) * 1.2
+        vector = s.layer_kind(self.layer) == "vector"  # one value per image: no heatmap
         self.samples_grid.set_images(s.generate(self.seeds, state=state))
         self.samples_grid.captions = photo_captions(self.seeds)
-        self.samples_grid.set_heatmaps(acts, vmin=0.0, vmax=vmax, threshold=threshold)
+        self.samples_grid.set_heatmaps(
+            None if vector else acts, vmin=0.0, vmax=vmax, threshold=threshold
+        )
         top_seeds = self._top_seeds(u)
         top_acts = s.activations(self.layer, top_seeds, state=state)[:, u]
         self.top_grid.set_images(s.generate(top_seeds, state=state))
-        self.top_grid.set_heatmaps(top_acts, vmin=0.0, vmax=vmax, threshold=threshold)
+        self.top_grid.set_heatmaps(
+            None if vector else top_acts, vmin=0.0, vmax=vmax, threshold=threshold
+        )
         self.top_grid.captions = [sample_name(seed, short=True) for seed in top_seeds]
+        if vector:
+            values = acts.flatten().tolist()
+            named = self.samples_grid.captions or [""] * len(values)
+            self.samples_grid.captions = [
+                f"{c + ' · ' if c else ''}{v:.2f}{' ▲' if v > threshold else ''}"
+                for c, v in zip(named, values, strict=True)
+            ]
+            self.top_grid.captions = [
+                f"{sample_name(seed, short=True)} · {float(v):.2f}"
+                for seed, v in zip(top_seeds, top_acts.flatten())
+            ]
         if self.unit != u:
             return  # a newer unit was chosen meanwhile: its render follows
         quiet = len(self.seeds) > 0 and not bool((acts >= threshold).any())
@@ -228,6 +245,15 @@ class UnitBrowser(StaticFallback, SessionWidget):
         )
 
     def _info(self, u: int) -> str:
+        text = self._info_text(u)
+        if self.session.layer_kind(self.layer) == "vector":
+            return (
+                f"{self.layer} is a vector layer: one value per image, no heatmap (captions "
+                f"give the unit's value, ▲ above the threshold). {text}"
+            )
+        return text
+
+    def _info_text(self, u: int) -> str:
         d = self.dissection
         if d is None:
             return (

@@ -15,7 +15,7 @@ from . import hamlet
 
 _GENERATORS = {"hamlet": hamlet.load_generator}
 _SEGMENTERS = {"hamlet": hamlet.load_segmenter}
-_CLASSIFIERS = {"hamlet": hamlet.load_classifier}
+_CLASSIFIERS = {"hamlet": hamlet.load_classifier, "hamlet-vit": hamlet.load_vit}
 
 
 def _pick(table, name, what):
@@ -39,6 +39,8 @@ def load(name, **kwargs):
     """
     from . import checkpoints
 
+    if isinstance(name, str) and not name.strip():
+        raise ValueError("model must be a zoo name (e.g. 'hamlet') or a checkpoint file; got ''")
     if name in _GENERATORS:
         g = _pick(_GENERATORS, name, "generator")
         weights = hamlet.WEIGHTS / "generator.safetensors"

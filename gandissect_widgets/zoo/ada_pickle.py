@@ -19,7 +19,18 @@ scalar and dtype (numbers only), ``dnnlib`` 's ``EasyDict`` (read as a dict) and
 ``_reconstruct_persistent_obj``, which here returns a :class:`PersistentRecord` holding the
 class name, a digest of the source code (never compiled) and the state as data. Anything else a
 pickle asks for (``os.system``, ``builtins.eval``, any unknown module) raises
-:class:`UnsafePickleError` naming it, before anything is called.
+:class:`UnsafePickleError` naming it, before anything is called. Each load gets its own copies
+of these functions and classes, and BUILD (``__setstate__``/``setattr``) applies only to the
+numpy dtype records the load itself made: a file cannot change the package for later loads.
+
+Why not PyTorch's own restricted unpickler (``torch.load(..., weights_only=True)`` with
+stand-ins allowed through ``torch.serialization.safe_globals``)? Tried on torch 2.13 with the
+snapshots the tests build, it cannot read them: it knows the protocol-2 opcodes that
+``torch.save`` writes, while a snapshot is protocol 4 (it stops at the first opcode, FRAME;
+SHORT_BINUNICODE, MEMOIZE, STACK_GLOBAL and SHORT_BINBYTES follow), storages arrive as
+``torch.storage._load_from_bytes(bytes)``, which it does not allow, and it refuses SETITEMS
+on a dict subclass (``EasyDict``). So this reader remains for ADA pickles; the storage bytes
+inside them, and every other checkpoint, are read by torch's (``weights_only=True``).
 
 :func:`load_pickle` maps ``G_ema`` onto :class:`~.stylegan2.StyleGAN2Generator` (see
 :func:`from_ada_state_dict` for the key table). :func:`ada_state_dict` writes a generator back in
@@ -41,6 +52,7 @@ import io
 import math
 import pickle
 import re
+import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +187,9 @@ _TENSOR, _PARAMETER = object(), object()  # markers: torch.Tensor / Parameter as
 
 
 def _rebuild_from_type(func, new_type, args, state):
-    if func not in (_rebuild_tensor, _rebuild_parameter, _rebuild_parameter_with_state):
+    if not any(
+        _is(func, f) for f in (_rebuild_tensor, _rebuild_parameter, _rebuild_parameter_with_state)
+    ):
         _refuse("a tensor subclass is rebuilt by an unexpected function")
     if new_type not in (_TENSOR, _PARAMETER):
         _refuse(f"a tensor of unexpected type {new_type!r}")
@@ -224,7 +238,7 @@ def _latin1_bytes(text, encoding="latin1"):
 
 def _reconstructor(cls, base, state=None):
     """``copyreg._reconstructor`` (protocol 0/1 pickles) for EasyDict only."""
-    if cls is not _EasyDict or base is not dict:
+    if not (isinstance(cls, type) and issubclass(cls, _EasyDict)) or base is not dict:
         _refuse(f"copyreg._reconstructor of {cls!r}")
     return _EasyDict(state or {})
 
@@ -262,13 +276,43 @@ _HINTS = {
 }
 
 
-class _Unpickler(pickle.Unpickler):
+def _fresh(obj):
+    """A copy of a function or class of the table, made for one load: whatever a pickle does
+    to what it is handed stays in that load (the package's own objects never reach it)."""
+    if isinstance(obj, types.FunctionType):
+        copy = types.FunctionType(
+            obj.__code__, obj.__globals__, obj.__name__, obj.__defaults__, obj.__closure__
+        )
+        copy.__kwdefaults__ = dict(obj.__kwdefaults__) if obj.__kwdefaults__ else None
+        copy.__qualname__ = obj.__qualname__
+        return copy
+    if isinstance(obj, type) and obj.__module__ == __name__:
+        return type(obj.__name__, (obj,), {"__module__": __name__})
+    return obj  # builtin types (immutable) and plain object() markers (no attributes)
+
+
+def _is(func, original) -> bool:
+    """Whether ``func`` is ``original`` or a load's copy of it."""
+    return getattr(func, "__code__", None) is original.__code__
+
+
+class _Unpickler(pickle._Unpickler):
+    """Python's own unpickling loop (``pickle._Unpickler``) with two changes: names resolve
+    only through a per-load copy of :data:`ALLOWED`, and BUILD (``__setstate__``, ``setattr``
+    or a ``__dict__`` update) only applies to numpy dtype records this load created."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file):
+        super().__init__(file)
+        self._table = {key: _fresh(obj) for key, obj in ALLOWED.items()}
+
     def find_class(self, module, name):
         # protocol 0-2 pickles name Python 2 modules (__builtin__, copy_reg): map them as
         # pickle's own find_class does, then look the result up like any other name
         module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        found = ALLOWED.get((module, name))
+        found = self._table.get((module, name))
         if found is None:
             hint = next((h for m, h in _HINTS.items() if module.startswith(m)), None)
             raise UnsafePickleError(
@@ -279,6 +323,19 @@ class _Unpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         raise UnsafePickleError(f"the pickle asks for persistent id {str(pid)[:80]!r}; refused")
+
+    def _load_build(self):
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if type(inst) is not _DType:  # exactly: never a class, function or module
+            kind = inst.__name__ if isinstance(inst, type) else type(inst).__name__
+            _refuse(
+                f"the pickle sets attributes of a {kind} (BUILD); only numpy dtypes take a "
+                "state here; refused"
+            )
+        inst.__setstate__(state)
+
+    dispatch[pickle.BUILD[0]] = _load_build
 
 
 def read_pickle(path_or_file):

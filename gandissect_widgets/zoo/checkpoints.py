@@ -23,6 +23,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import ada_pickle
+from . import ada_pickle, vit
 from .classifiers import classifier_from_state_dict, is_resnet, is_vgg16
 from .progan import ProgressiveGenerator
 from .stylegan2 import from_rosinality
@@ -269,6 +270,8 @@ _KNOWN = (
     "state_dict (mapping.fc0.weight, synthesis.b4.const, ...); "
     "torchvision VGG16 state_dict (features.0.weight, ..., classifier.6.weight); "
     "torchvision ResNet state_dict (conv1.weight, layer1.0.conv1.weight, ..., fc.weight); "
+    "torchvision ViT state_dict (conv_proj.weight, encoder.pos_embedding, ...) or timm's "
+    "(patch_embed.proj.weight, pos_embed, blocks.0.attn.qkv.weight, ...); "
     "each optionally wrapped in {'state_dict': ...} with 'module.' prefixes"
 )
 
@@ -349,7 +352,7 @@ def _unwrap(obj):
 
 
 def detect_format(obj) -> str:
-    """ "progan", "stylegan2", "stylegan2-ada", "vgg16" or "resnet" for checkpoint contents.
+    """ "progan", "stylegan2", "stylegan2-ada", "vit", "vgg16" or "resnet" for checkpoint contents.
 
     >>> detect_format({"g_ema": {}, "latent_avg": torch.zeros(4)})
     'stylegan2'
@@ -371,6 +374,8 @@ def detect_format(obj) -> str:
         return "stylegan2-ada"
     if "layer1.conv.weight" in obj and "layer1.wscale.b" in obj:
         return "progan"
+    if vit.is_vit(obj):
+        return "vit"
     if is_vgg16(obj):
         return "vgg16"
     if is_resnet(obj):
@@ -409,6 +414,8 @@ def model_from_checkpoint(obj, *, normalization="imagenet", metadata=None) -> nn
             g = ProgressiveGenerator.from_state_dict(obj).eval()
             g.source = Source("progan", "torch", None, _layout(obj))
             return g
+        if kind == "vit":
+            return vit.vit_from_state_dict(obj, normalization)
         return classifier_from_state_dict(obj, normalization)
     except (KeyError, RuntimeError) as e:
         msg = e.args[0] if e.args else e
@@ -438,8 +445,11 @@ def _metadata_config(metadata) -> dict:
 def _safetensors_metadata(path: Path) -> dict:
     from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as f:
-        return dict(f.metadata() or {})
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # a damaged header: safetensors' own error does not name the file
+        raise ValueError(f"{path} is not a valid .safetensors file: {_first_line(e)}") from None
 
 
 def load(name_or_path, *, cache_dir=None, progress=True) -> nn.Module:
@@ -463,10 +473,21 @@ def load(name_or_path, *, cache_dir=None, progress=True) -> nn.Module:
                 f"{name!r} is neither a catalogue name ({', '.join(sorted(CATALOGUE))}) "
                 "nor an existing file"
             )
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a checkpoint file or a catalogue name")
     metadata = _safetensors_metadata(path) if path.suffix == ".safetensors" else None
     model = model_from_checkpoint(
         read_checkpoint(path), normalization=normalization, metadata=metadata
     )
+    bad = [
+        n for n, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()
+    ]
+    if bad:
+        warnings.warn(
+            f"{path}: the weights hold NaN or infinite values in {', '.join(bad[:4])}"
+            f"{' and more' if len(bad) > 4 else ''}; the model's outputs will not be finite",
+            stacklevel=2,
+        )
     source = getattr(model, "source", None)
     if isinstance(source, Source):
         source.path = str(path)

@@ -57,8 +57,15 @@ class NormConvBlock(nn.Module):
     def forward(self, x):
         x = self.norm(x)
         if self.up is not None:
-            x = self.up(x)
+            x = _upsample2(x)
         return self.relu(self.wscale(self.conv(x)))
+
+
+def _upsample2(x):
+    """Nearest x2 upsampling, the same values as ``nn.Upsample`` (a view and one copy: several
+    times faster on the CPU)."""
+    n, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
 
 
 class OutputBlock(nn.Module):

@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
+import json
 import os
 import pathlib
 import shutil
+import tempfile
 import threading
 
 import numpy as np
@@ -192,3 +194,60 @@ class WidgetView:
 def mount(page):
     """``mount(widget, dark=False)`` -> WidgetView of the widget rendered alone in the page."""
     return functools.partial(WidgetView, page)
+
+
+class ServedFolder:
+    """One test's folder on a shared Jupyter server: its URLs, the server's log, and the
+    shutdown of the kernels its notebooks started (so the next test starts clean)."""
+
+    def __init__(self, server, folder: pathlib.Path):
+        self.server, self.folder, self.frontend = server, folder, server.frontend
+
+    def notebook_url(self, name: str) -> str:
+        # "reset": JupyterLab opens this notebook alone, not the last test's restored tabs
+        url = self.server.notebook_url(f"{self.folder.name}/{name}")
+        return url.replace("?", "?reset&", 1) if self.frontend == "lab" else url
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.server.log_tail(lines)
+
+    def shut_down_kernels(self) -> None:
+        for session in json.loads(self.server._request("api/sessions")):
+            if session.get("path", "").startswith(self.folder.name + "/"):
+                self.server._request(f"api/sessions/{session['id']}", method="DELETE")
+
+
+@pytest.fixture(scope="session")
+def jupyter_servers(tmp_path_factory):
+    """``get(frontend)``: one private JupyterLab 4 / Notebook 7 server per frontend for the whole
+    run, started on first use (a start costs seconds of both cores)."""
+    from .jupyter_server import JupyterServer
+
+    servers: dict = {}
+
+    def get(frontend: str):
+        if frontend not in servers:
+            root = tmp_path_factory.mktemp(f"jupyter-{frontend}")
+            servers[frontend] = JupyterServer(frontend, root).start()
+        return servers[frontend]
+
+    yield get
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def jupyter_folder(jupyter_servers):
+    """``make(frontend) -> ServedFolder``: a fresh folder of this test on the shared server;
+    the kernels its notebooks started are shut down after the test."""
+    made: list[ServedFolder] = []
+
+    def make(frontend: str) -> ServedFolder:
+        server = jupyter_servers(frontend)
+        folder = pathlib.Path(tempfile.mkdtemp(prefix="t", dir=server.root))
+        made.append(ServedFolder(server, folder))
+        return made[-1]
+
+    yield make
+    for served in made:
+        served.shut_down_kernels()

@@ -173,13 +173,11 @@ def _write_notebook(directory: pathlib.Path, cells=CELLS, name: str = NOTEBOOK) 
 
 
 @pytest.fixture(params=["lab", "notebook"], ids=["jupyterlab4", "notebook7"])
-def jupyter(request, tmp_path):
-    """A private Jupyter server (one per frontend) serving the generated notebook."""
-    root = tmp_path / "root"
-    root.mkdir()
-    _write_notebook(root)
-    with JupyterServer(request.param, root) as server:
-        yield server
+def jupyter(request, jupyter_folder):
+    """This test's folder, holding the generated notebook, on the shared server (per frontend)."""
+    served = jupyter_folder(request.param)
+    _write_notebook(served.folder)
+    return served
 
 
 class Notebook:

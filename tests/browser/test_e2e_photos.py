@@ -22,7 +22,6 @@ from PIL import Image
 from gandissect_widgets.sources import PHOTO_BASE
 from gandissect_widgets.zoo import hamlet
 
-from .jupyter_server import JupyterServer
 from .test_e2e_jupyter import (
     REPORT,
     TIMEOUT_MS,
@@ -94,13 +93,11 @@ PIXELS = """c => {
 
 
 @pytest.fixture(params=["lab", "notebook"], ids=["jupyterlab4", "notebook7"])
-def jupyter(request, tmp_path):
-    """A private Jupyter server serving the photos notebook."""
-    root = tmp_path / "root"
-    root.mkdir()
-    _write_notebook(root, CELLS, NOTEBOOK)
-    with JupyterServer(request.param, root) as server:
-        yield server
+def jupyter(request, jupyter_folder):
+    """This test's folder, holding the photos notebook, on the shared server (per frontend)."""
+    served = jupyter_folder(request.param)
+    _write_notebook(served.folder, CELLS, NOTEBOOK)
+    return served
 
 
 @pytest.fixture

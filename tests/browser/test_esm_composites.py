@@ -179,3 +179,50 @@ def test_saved_unit_pages_draw_the_same_highlight(mount):
         shown = v.pixels(".gw-snap-cell canvas", i)[..., :3]
         differ = np.abs(shown.astype(int) - expected[i].astype(int)).max(-1) > 2
         assert differ.mean() < 0.03, f"image {i}: {differ.sum()} pixels differ"
+
+
+def test_token_and_vector_layers_in_browser_panel_and_saved_pages(view, vit_session):
+    """A ViT's token layer draws heatmaps on its patch grid; its vector layer (the class token
+    after the last block) shows top images with values and says there is no heatmap."""
+    s = vit_session
+    s.dissect("blocks.0", n=16, batch_size=8, cache=False, progress=False)
+    tokens = UnitBrowser(s, "blocks.0", seeds=[0, 1, 2, 3], size=16, top=2)
+    v = view(tokens)
+    v.flush()
+    g = tokens.samples_grid
+    assert g.heatmaps.shape == (4, 4, 4)  # the 4x4 patch grid
+    expected = render.highlight(g.images, g.heatmaps, g.threshold)
+    for i in range(4):
+        shown = _rgb(v, ".gw-grid[data-name=samples] canvas", i)
+        differ = np.abs(shown.astype(int) - expected[i].astype(int)).max(-1) > 2
+        assert differ.mean() < 0.03, f"image {i}: {differ.sum()} of {differ.size} pixels differ"
+    vector = UnitBrowser(s, "pool", seeds=[0, 1, 2, 3], size=16, top=2)
+    v = view(vector)
+    v.flush()
+    assert vector.samples_grid.heatmaps is None and vector.top_grid.heatmaps is None
+    for i in range(4):  # the bare images, no overlay
+        shown = _rgb(v, ".gw-grid[data-name=samples] canvas", i)
+        assert np.abs(shown.astype(int) - vector.samples_grid.images[i].astype(int)).max() <= 2
+    assert "no heatmap" in v.el.locator(".gw-ub-info").inner_text()
+    assert v.el.locator(".gw-grid[data-name=top] canvas").count() == 2
+    # the AblationPanel edits both kinds; a painted region does not apply to a vector
+    for layer in ("blocks.0", "pool"):
+        panel = AblationPanel(s, layer, units=[0, 1], seeds=[0, 1], size=16)
+        v = view(panel)
+        v.el.get_by_role("button", name="Apply").click()
+        v.act()
+        assert panel.applied and s.edits[-1].layer == layer
+        s.undo()
+    v.el.locator(".gw-ab-region").check()
+    v.act()
+    assert "vector layer" in v.el.locator(".gw-ab-caption").inner_text()
+    # the saved pages of a report: patch-grid heatmaps, and none for the vector layer
+    from gandissect_widgets.widgets.snapshot import snapshot_units
+
+    for layer, heat_shape in (("blocks.0", [4, 4]), ("pool", [0, 0])):
+        snap = snapshot_units(s, layer, [0, 1], seeds=[0, 1], top=2, size=16)
+        v = view(snap)
+        assert snap.pages[0]["groups"][0]["heat_shape"] == heat_shape
+        shown = v.pixels(".gw-snap-cell canvas", 0)[..., :3]
+        bare = s.generate([0])[0].astype(int)
+        assert (np.abs(shown.astype(int) - bare).max() <= 2) == (layer == "pool")

@@ -16,13 +16,13 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from ..progan import ProgressiveGenerator
-from .nets import Classifier, Segmenter
+from .nets import Classifier, Segmenter, vit_classifier
 from .rule import example_rule
 from .world import CONCEPTS, SCENES, TEST_SEED_START, render
 
 __all__ = [
     "CONCEPTS", "SCENES", "TEST_SEED_START", "render",
-    "load_generator", "load_segmenter", "load_classifier", "example_rule",
+    "load_generator", "load_segmenter", "load_classifier", "load_vit", "example_rule",
 ]  # fmt: skip
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -71,3 +71,17 @@ def load_classifier(path=None) -> Classifier:
     clf = Classifier()
     clf.load_state_dict(_weights("classifier", path))
     return clf.eval()
+
+
+def load_vit(path=None):
+    """hamlet-vit, the scene classifier as a vision transformer (eval, CPU): patch 8 at 64 px,
+    so its blocks output a class token and an 8x8 grid of patch tokens.
+
+    Example:
+        >>> import torch
+        >>> load_vit()(torch.zeros(1, 3, 64, 64)).shape
+        torch.Size([1, 5])
+    """
+    net = vit_classifier()
+    net.load_state_dict(_weights("vit", path))
+    return net.eval()

@@ -3,7 +3,8 @@
 Usage::
 
     python -m gandissect_widgets.zoo.hamlet.evaluate [--n 2000] [--generator PATH]
-        [--segmenter PATH] [--classifier PATH] [--only WHICH ...] [--write] [--samples PNG]
+        [--segmenter PATH] [--classifier PATH] [--vit PATH] [--only WHICH ...] [--write]
+        [--samples PNG]
 
 Prints every figure beside its goal; ``--write`` also stores them in ``weights/metrics.json``
 (the figures MODELS.md reports and the regression test checks).
@@ -125,6 +126,9 @@ def _report(m):
     if "classifier" in m:
         a = m["classifier"]
         lines.append(f"classifier accuracy {a['accuracy']:.3f} (goal >= {GOALS['accuracy']})")
+    if "vit" in m:
+        a = m["vit"]
+        lines.append(f"hamlet-vit accuracy {a['accuracy']:.3f} (goal >= {GOALS['accuracy']})")
     if "generator" in m:
         g = m["generator"]
         lines.append(f"generator worst relative error {g['worst_error']:.3f} (goal <= 0.25)")
@@ -138,25 +142,29 @@ def _report(m):
 
 
 def main(argv=None):
-    from . import load_classifier, load_generator, load_segmenter
+    from . import load_classifier, load_generator, load_segmenter, load_vit
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--generator", type=Path, help="weights file (default: shipped)")
     parser.add_argument("--segmenter", type=Path, help="weights file (default: shipped)")
     parser.add_argument("--classifier", type=Path, help="weights file (default: shipped)")
-    parser.add_argument("--only", choices=["segmenter", "classifier", "generator"], nargs="*")
+    parser.add_argument("--vit", type=Path, help="weights file (default: shipped)")
+    kinds = ["segmenter", "classifier", "generator", "vit"]
+    parser.add_argument("--only", choices=kinds, nargs="*")
     parser.add_argument("--write", action="store_true", help="store figures in metrics.json")
     parser.add_argument("--samples", type=Path, help="also save 32 generated samples here")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    only = set(args.only or ["segmenter", "classifier", "generator"])
+    only = set(args.only or kinds)
     seg = load_segmenter(args.segmenter)
     m = json.loads(METRICS.read_text()) if METRICS.exists() else {}
     if "segmenter" in only:
         m["segmenter"] = segmenter_iou(seg, args.n)
     if "classifier" in only:
         m["classifier"] = classifier_accuracy(load_classifier(args.classifier), args.n)
+    if "vit" in only:
+        m["vit"] = classifier_accuracy(load_vit(args.vit), args.n)
     if "generator" in only:
         m["generator"] = generator_stats(load_generator(args.generator), seg, args.n)
     print(_report(m))

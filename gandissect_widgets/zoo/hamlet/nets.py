@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..vit import VisionTransformer
 from .world import CONCEPTS, SCENES
 
 GENERATOR_SIZES = [128, 128, 128, 64, 32, 16]  # z, then channels at 4, 8, 16, 32, 64 px
@@ -156,3 +157,17 @@ class Classifier(nn.Sequential):
         parts += [("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))]
         parts += [("fc", nn.Linear(c_in, n_classes))]
         super().__init__(OrderedDict(parts))
+
+
+#: hamlet-vit: patch 8 at 64 px (an 8x8 token grid and a class token), four blocks of width 64.
+VIT_SIZES = {"image_size": 64, "patch_size": 8, "dim": 64, "depth": 4, "heads": 4, "mlp_dim": 256}
+
+
+def vit_classifier() -> VisionTransformer:
+    """The hamlet-vit scene classifier (untrained): images (N,3,64,64) in [-1,1] -> logits.
+
+    Example:
+        >>> vit_classifier().token_grid
+        (1, 8, 8)
+    """
+    return VisionTransformer(num_classes=len(SCENES), **VIT_SIZES)

@@ -6,6 +6,7 @@ Usage::
     python -m gandissect_widgets.zoo.hamlet.train segmenter [--steps N] [--out runs/segmenter]
     python -m gandissect_widgets.zoo.hamlet.train classifier [--steps N] [--out runs/classifier]
         [--init WEIGHTS] [--batch B] [--lr LR]
+    python -m gandissect_widgets.zoo.hamlet.train vit [--steps N] [--out runs/vit] --threads 1
 
 Training data is rendered on the fly from seeds below ``TEST_SEED_START``; evaluation uses
 seeds at or above it. The GAN checkpoints (and resumes from) ``OUT/ckpt.pt`` every few minutes
@@ -13,12 +14,15 @@ and writes ``OUT/ema_STEP.safetensors`` plus a 32-sample grid ``OUT/samples_STEP
 The segmenter and classifier write ``OUT/<name>.safetensors`` at the end and
 ``OUT/<name>_STEP.safetensors`` every 500 steps; ``--init`` starts them from existing weights
 (fine-tuning), ``--batch`` and ``--lr`` override the batch size and peak learning rate.
+hamlet-vit checkpoints (and resumes from) ``OUT/ckpt.pt`` every 100 steps and writes
+``OUT/vit.safetensors`` at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import time
 from pathlib import Path
 
@@ -28,7 +32,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..progan import ProgressiveGenerator
-from .nets import GENERATOR_SIZES, Classifier, Discriminator, Segmenter
+from .nets import GENERATOR_SIZES, Classifier, Discriminator, Segmenter, vit_classifier
 from .world import CONCEPTS, TEST_SEED_START, render
 
 
@@ -183,7 +187,60 @@ def train_classifier(out, steps, batch=32, lr=3e-3, init=None):
     return _train_supervised(Classifier(), loss_fn, out, "classifier", steps, batch, lr, init)
 
 
-_DEFAULT_STEPS = {"gan": 200_000, "segmenter": 1500, "classifier": 1500}
+def train_vit(out, steps, batch=48, lr=1e-3, warmup=150, ckpt_every=100, init=None, seed=3):
+    """hamlet-vit: AdamW, linear warm-up then cosine decay, fresh scenes; resumes from ckpt.pt.
+
+    Every step draws its scenes and augmentation from seeds made of the step number, so a run
+    cut anywhere and resumed from ``OUT/ckpt.pt`` (written every ``ckpt_every`` steps) gives the
+    same weights as an uncut one. ``init`` (a safetensors file) starts from existing weights
+    (fine-tuning; give it another ``seed`` so that it sees other scenes).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = vit_classifier()
+    if init is not None:
+        model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1 and "pos_embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() > 1 and "pos_embed" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}], lr=lr
+    )
+    step, ckpt = 0, out / "ckpt.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = int(state["step"])
+        print(f"resumed at step {step}", flush=True)
+    model.train()
+    t0, t_log = time.time(), step
+    while step < steps:
+        rate = lr * min(1.0, (step + 1) / warmup)
+        rate *= 0.5 * (1 + math.cos(math.pi * max(0, step - warmup) / max(1, steps - warmup)))
+        for group in opt.param_groups:
+            group["lr"] = rate
+        x, _, scenes = _batch(np.random.default_rng([seed, step]), batch)
+        x = _augment(x, torch.Generator().manual_seed(step))
+        loss = F.cross_entropy(model(x), scenes)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 50 == 0:
+            took = (time.time() - t0) / (step - t_log)
+            print(f"step {step} loss {loss.item():.4f} {took:.2f} s/step", flush=True)
+        if step % ckpt_every == 0 or step == steps:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step},
+                       out / "ckpt.tmp")  # fmt: skip
+            (out / "ckpt.tmp").replace(ckpt)
+    model.eval()
+    save_file(_half_state(model), str(out / "vit.safetensors"))
+    print(f"saved {out / 'vit.safetensors'}", flush=True)
+    return model
+
+
+_DEFAULT_STEPS = {"gan": 200_000, "segmenter": 1500, "classifier": 1500, "vit": 1500}
 
 
 def main(argv=None):
@@ -195,10 +252,15 @@ def main(argv=None):
     parser.add_argument("--init", type=Path, help="segmenter/classifier: start from these weights")
     parser.add_argument("--batch", type=int, help="segmenter/classifier: batch size")
     parser.add_argument("--lr", type=float, help="segmenter/classifier: peak learning rate")
+    parser.add_argument("--seed", type=int, default=3, help="vit: seed of its scenes")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     steps = args.steps or _DEFAULT_STEPS[args.model]
     out = args.out or Path("runs") / args.model
+    if args.model == "vit":
+        extra = {k: v for k, v in [("batch", args.batch), ("lr", args.lr)] if v is not None}
+        train_vit(out, steps, init=args.init, seed=args.seed, **extra)
+        return
     if args.model == "gan":
         if args.init or args.batch or args.lr:
             parser.error("--init, --batch and --lr apply to the segmenter and classifier")
