@@ -309,9 +309,13 @@ class Session:
         """A table of the model's modules: output shape, kind (map / tokens / vector, or why
         not) and the (C, h, w) map every analysis sees; ``listed_only``: :attr:`layers` only.
 
-        >>> s.layer_info()                          # doctest: +SKIP
-        layer          module     output       kind    map          listed
-        blocks.0       Block      (N, 65, 96)  tokens  (96, 8, 8)   yes
+        >>> s.layer_info(listed_only=True)  # doctest: +NORMALIZE_WHITESPACE +ELLIPSIS
+        layer         module         output           kind  map           listed
+        layer1        NormConvBlock  (N, 128, 4, 4)   map   (128, 4, 4)   yes
+        ...
+        output_64x64  OutputBlock    (N, 3, 64, 64)   map   (3, 64, 64)   yes
+
+        A ViT's blocks read ``blocks.0  Block  (N, 65, 96)  tokens  (96, 8, 8)``.
         """
         names = list(self.layers) if listed_only else module_names(self.model)
         seen = self._raw_outputs(names)

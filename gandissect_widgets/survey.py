@@ -6,6 +6,9 @@ with a concept, the number of distinct concepts, the best unit of each concept a
 generator, what ablating each concept's best units removes. :func:`rewrite_survey` fits one
 rule at every layer and rank and measures its success and its collateral change.
 
+Not run in the tests (it dissects every layer: minutes on a CPU; tests/test_survey.py runs
+small ones):
+
 >>> s = gw.Session.from_zoo("hamlet")                       # doctest: +SKIP
 >>> table = gw.survey(s, n=200)                             # doctest: +SKIP
 >>> table.best_layer()                                      # doctest: +SKIP
@@ -153,6 +156,8 @@ def survey(
     other samples (seeds ``n..n+effect_n-1``) and the share of its pixels removed is recorded
     (``effect_n=0`` skips this). Dissections are cached like :meth:`Session.dissect`'s.
 
+    Not run in the tests (minutes on a CPU):
+
     >>> gw.survey(session, n=200).best_layer()              # doctest: +SKIP
     """
     layers = list(session.layers if layers is None else layers)
@@ -242,6 +247,8 @@ def rewrite_survey(
     "target_concept": ...}`` (e.g. :func:`zoo.hamlet.example_rule`) at every layer and rank and
     measure it on ``n`` samples (seeds ``10_000..``, or ``seeds``) that the rule was not picked
     from. The Session's edits are not changed. ``fit`` goes to the rewrite (``steps``, ...).
+
+    Not run in the tests (a rewrite at every layer: minutes on a CPU):
 
     >>> from gandissect_widgets.zoo.hamlet import example_rule            # doctest: +SKIP
     >>> gw.rewrite_survey(s, lambda s, l: example_rule(s, layer=l)).best()  # doctest: +SKIP
