@@ -19,6 +19,7 @@ other code can observe it, and a saved page replays it (its buttons are disabled
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -96,7 +97,6 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         self.session = session
         self.stat_samples, self.cache = stat_samples, cache
         self.edit = None
-        self._done: str | None = None  # what the last Execute or Load did, for the status
         self._job: threading.Thread | None = None
         self._cancel = threading.Event()
         self._heat = None  # context-match heatmaps over the gallery, until it changes
@@ -413,11 +413,11 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
                 self._say("cancelled; the weights are unchanged")
             else:
                 self.edit = edit
-                self._done = (
+                done = (
                     f"rewritten: loss {edit.losses[0]:.4f} → {edit.losses[-1]:.4f} in "
                     f"{time.perf_counter() - t0:.1f} s ({edit.describe()})"
                 )
-                self.schedule(self._render)
+                self.schedule(functools.partial(self._render, done))
         except (ValueError, KeyError, TypeError) as err:
             self._show_error(err)
         finally:
@@ -478,7 +478,9 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         self._heat = None  # the matches were for other samples
         super()._use_seeds(seeds)
 
-    def _render(self) -> None:
+    def _render(self, done: str | None = None) -> None:
+        """Draw for the Session as it is; ``done`` says what the Execute or Load that asked for
+        this render did (a render another event asked for says "applied")."""
         state = self._state()
         images = self.session.generate(self.seeds, state=state)
         g = self.gallery_grid
@@ -503,11 +505,10 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
             self._show_tray()
         if self.edit is not None and not self.running:
             if in_session:
-                done = self._done or f"applied: {self.edit.describe()}"
+                done = done or f"applied: {self.edit.describe()}"
                 view = " (showing the original: toggle to compare)"
                 view = view if self.view == "original" else ""
                 self._say(done + view, "applied")
-                self._done = None
             else:
                 self._say(
                     f"rewrite undone: the model is back as it was ({self.edit.describe()} "
@@ -552,5 +553,4 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
             self._show_error(err)
             return
         self.edit = edit
-        self._done = f"loaded {edit.describe()}"
-        self.schedule(self._render)
+        self.schedule(functools.partial(self._render, f"loaded {edit.describe()}"))
