@@ -71,7 +71,7 @@ DEFAULTS = {
 
 #: What changes with an encoder's first guess (``fit_photo(..., encoder=...)``): far fewer
 #: steps, chosen with ``python -m benchmarks invert``.
-ENCODED = {"steps": 200, "z_fraction": 0.25}
+ENCODED = {"steps": 300, "z_fraction": 0.25}
 
 
 @dataclass

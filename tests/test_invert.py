@@ -55,7 +55,7 @@ def round_trip(model, renders, encoder):
 
 def test_round_trip_held_out_renders_reach_the_quality_goals(model, renders, round_trip):
     images, concepts = renders
-    photos, seen = round_trip
+    photos, seen, _ = round_trip
     recs = []
     for image, photo in zip(images, photos, strict=True):
         assert isinstance(photo, Photo)

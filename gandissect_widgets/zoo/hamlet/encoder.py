@@ -1,10 +1,12 @@
 """An encoder for the hamlet generator: a picture -> the latent the generator draws it from.
 
 It gives :func:`~gandissect_widgets.invert.fit_photo` its first guess (in milliseconds), which
-the optimisation then refines in far fewer steps than from random latents. It was trained on
-the generator's own samples (matching its layer5 features) and then on world renders (matching
-the pictures), by ``python -m gandissect_widgets.zoo.hamlet.train_encoder`` (seeded, one CPU
-core, some 35 minutes).
+the optimisation then refines in far fewer steps than from random latents (GANPaint's recipe:
+an encoder, then a per-image fit). ``weights/encoder.safetensors`` (1 MB, float16) is the
+step-500 checkpoint of ``python -m gandissect_widgets.zoo.hamlet.train_encoder`` (seeded, one
+torch thread): 500 steps of its first stage, on the generator's own samples, matching their
+layer5 features (some 8 minutes on a quiet core; on the shared machine the run was stopped
+there).
 
 Example:
     >>> import torch

@@ -11,7 +11,9 @@ Then, on world renders of training seeds (below ``TEST_SEED_START``): the genera
 of the encoder's latent must match the render (mean squared error on pixels and on 4x4 means),
 which closes the gap between samples and pictures. Writes ``OUT/encoder_STEP.safetensors``
 every 250 steps, resumes from ``OUT/ckpt.pt``, and ends with ``OUT/encoder.safetensors``
-(float16; copy it to ``weights/``).
+(float16). The shipped ``weights/encoder.safetensors`` is ``OUT/encoder_000500.safetensors``
+(sha256 658aa2e8...), so halfway through the first stage: one core of the shared machine gave
+no more in time (BENCHMARKS.md, "Photo inversion", has its figures).
 """
 
 from __future__ import annotations
