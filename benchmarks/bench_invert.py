@@ -163,8 +163,10 @@ def main(n: int = 50, threads: int = 2, **settings) -> None:
         f"seconds per image to the end, {threads} threads (goal <= 5 s)",
         f"{r['seconds']:.2f} s (worst {r['seconds_max']:.2f} s)",
     )
-    report("... CPU seconds per image (all threads; the wall time on a quiet machine)",
-           f"{r['cpu_seconds']:.2f} s")
+    report(
+        "... CPU seconds per image (all threads; the wall time on a quiet machine)",
+        f"{r['cpu_seconds']:.2f} s",
+    )
     report("... optimisation steps per second", f"{r['steps_per_s']:.1f}")
     report(
         f"ablating {len(units)} tree units of {TREE_LAYER} {units}: photos' tree px removed",

@@ -20,6 +20,12 @@ cheap along directions the units vary together), which keeps the features like t
 generator's; ``residual_weight`` trades the fit's fidelity for how far edits carry over (see
 BENCHMARKS.md, ``python -m benchmarks invert``).
 
+With an ``encoder`` (a picture -> latent network trained for the generator, as hamlet ships:
+:func:`~gandissect_widgets.zoo.hamlet.load_encoder`), the fit starts from the encoder's guess
+instead of the best random draws and needs far fewer steps (:data:`ENCODED`); ``preview``
+receives the fit so far, from that first guess (milliseconds) on, so a view can show it while
+the fit goes on. Generators without an encoder keep the random starts (:data:`DEFAULTS`).
+
 No Session is needed: it takes the model and plain tensors.
 
 >>> import numpy as np

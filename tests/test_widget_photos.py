@@ -418,3 +418,11 @@ def test_a_queued_photo_that_cannot_start_lets_the_next_one_start(session, pictu
     finally:
         gate.set()
         browser.close()
+
+
+def test_closing_mid_inversion_leaves_no_preview_behind(session, picture):
+    browser = UnitBrowser(session, "layer4", invert_settings=dict(steps=100_000, candidates=4))
+    _drop(browser, _encode(picture))
+    _wait_until(lambda: session.samples[-1] >= PREVIEW_BASE)  # the encoder's guess shows
+    browser.close()
+    _wait_until(lambda: session.samples == list(range(8)))

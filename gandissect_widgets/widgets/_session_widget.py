@@ -281,8 +281,13 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
 
     def _swap_photo(self, old, new) -> None:
         """(Under the photo lock.) Show sample ``new`` in place of ``old`` (a preview; None:
-        append ``new``; ``new`` None: remove ``old``), here and in ``session.samples``."""
-        if self._runner.closed or (old is None and new is None):
+        append ``new``; ``new`` None: remove ``old``), here and in ``session.samples``; once
+        closed, only take the preview away."""
+        if old is None and new is None:
+            return
+        if self._runner.closed:
+            if old is not None:
+                self.session.replace_sample(old, None)
             return
         if old is None:
             self._photo_ids.append(new)  # shown here even with seeds of its own
