@@ -20,6 +20,12 @@ cheap along directions the units vary together), which keeps the features like t
 generator's; ``residual_weight`` trades the fit's fidelity for how far edits carry over (see
 BENCHMARKS.md, ``python -m benchmarks invert``).
 
+With an ``encoder`` (a picture -> latent network trained for the generator, as hamlet ships:
+:func:`~gandissect_widgets.zoo.hamlet.load_encoder`), the fit starts from the encoder's guess
+instead of the best random draws and needs far fewer steps (:data:`ENCODED`); ``preview``
+receives the fit so far, from that first guess (milliseconds) on, so a view can show it while
+the fit goes on. Generators without an encoder keep the random starts (:data:`DEFAULTS`).
+
 No Session is needed: it takes the model and plain tensors.
 
 >>> import numpy as np
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,9 +56,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hooks import hooked, resolve
+from .hooks import StopForward, hooked, resolve
 
-__all__ = ["Photo", "fit_photo", "reconstruct", "residual_edit", "psnr", "DEFAULTS"]
+__all__ = ["Photo", "fit_photo", "reconstruct", "residual_edit", "psnr", "DEFAULTS", "ENCODED"]
 
 #: Defaults of :func:`fit_photo`, chosen with ``python -m benchmarks invert``.
 DEFAULTS = {
@@ -67,6 +74,10 @@ DEFAULTS = {
     "prior": "cov",
     "residual_norm": "l1",
 }
+
+#: What changes with an encoder's first guess (``fit_photo(..., encoder=...)``): far fewer
+#: steps, chosen with ``python -m benchmarks invert``.
+ENCODED = {"steps": 300, "z_fraction": 0.25}
 
 
 @dataclass
@@ -137,10 +148,10 @@ def fit_photo(
     image,
     *,
     layer: str = DEFAULTS["layer"],
-    steps: int = DEFAULTS["steps"],
+    steps: int | None = None,
     restarts: int = DEFAULTS["restarts"],
     candidates: int = DEFAULTS["candidates"],
-    z_fraction: float = DEFAULTS["z_fraction"],
+    z_fraction: float | None = None,
     residual_weight: float = DEFAULTS["residual_weight"],
     lr: float = DEFAULTS["lr"],
     residual_lr: float = DEFAULTS["residual_lr"],
@@ -148,6 +159,9 @@ def fit_photo(
     prior: str = DEFAULTS["prior"],
     residual_norm: str = DEFAULTS["residual_norm"],
     seed: int = 0,
+    encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    preview: Callable[[Photo], object] | None = None,
+    preview_every: float = 0.5,
     progress: Callable[[int, int, float], object] | None = None,
     cancel: threading.Event | None = None,
 ) -> Photo | None:
@@ -161,9 +175,10 @@ def fit_photo(
             to the model's output size when it differs.
         layer: the layer whose output gets the residual: best the layer *before* the one
             whose units you will ablate or rewrite, so they draw what the residual adds.
-        steps: gradient steps in all; the first ``z_fraction`` of them fit ``restarts`` latents
-            at once (the best of ``candidates`` random draws), the rest fit the best latent
-            and the residual together.
+        steps: gradient steps in all (default ``DEFAULTS["steps"]``, or ``ENCODED["steps"]``
+            with an encoder); the first ``z_fraction`` of them fit ``restarts`` latents at once
+            (the best of ``candidates`` random draws; the encoder's one guess with an encoder),
+            the rest fit the best latent and the residual together.
         residual_weight: weight of the residual's size in the objective (larger keeps the
             residual smaller: edits act more like on samples, the fit is less exact).
         residual_norm: "l1" (mean absolute value, the default: a sparse residual) or "l2"
@@ -174,9 +189,20 @@ def fit_photo(
         lr, residual_lr: Adam step sizes of the latent and of the residual (cosine decay).
         l1_weight: weight of a mean absolute pixel error added to the mean squared one.
         seed: the candidates' random draw; equal arguments give equal results on one machine.
+        encoder: maps the picture (1, 3, H, W) in [-1, 1] to a latent (1, z_dim), e.g.
+            hamlet's (:func:`~gandissect_widgets.zoo.hamlet.load_encoder`): the fit then starts
+            from its guess instead of the best random draws, and ``steps`` and ``z_fraction``
+            default to :data:`ENCODED` (far fewer steps); the candidates only measure the
+            layer's covariance.
+        preview: called as ``preview(photo)`` with the fit so far (a :class:`Photo`; its
+            ``psnr`` and ``losses`` so far): first with the start (the encoder's guess, or
+            the best random draw), then at most every ``preview_every`` seconds, and at the end.
         progress: called as ``progress(step, steps, loss)`` after every step.
         cancel: a ``threading.Event``; once set, the fit stops and returns ``None``.
     """
+    chosen = DEFAULTS if encoder is None else ENCODED
+    steps = chosen["steps"] if steps is None else steps
+    z_fraction = chosen["z_fraction"] if z_fraction is None else z_fraction
     steps, restarts, candidates = (
         _positive_int(steps, "steps"),
         _positive_int(restarts, "restarts"),
@@ -200,12 +226,18 @@ def fit_photo(
     if not isinstance(layer, str):
         raise TypeError(f"layer must be a layer name (str); got {type(layer).__name__}")
     resolve(model, layer)  # KeyError listing the valid names
+    if encoder is not None and not callable(encoder):
+        raise TypeError(f"encoder must map images to latents (a callable); got {encoder!r}")
+    if preview is not None and not callable(preview):
+        raise TypeError(f"preview must be a callable taking a Photo; got {preview!r}")
+    if not isinstance(preview_every, (int, float)) or not preview_every >= 0:
+        raise ValueError(f"preview_every must be a number of seconds >= 0; got {preview_every!r}")
     if cancel is not None and not hasattr(cancel, "is_set"):
         raise TypeError("cancel must be a threading.Event (or have is_set())")
     settings = dict(
         layer=layer, steps=steps, restarts=restarts, candidates=candidates, z_fraction=z_fraction,
         residual_weight=residual_weight, lr=lr, residual_lr=residual_lr, l1_weight=l1_weight,
-        prior=prior, residual_norm=residual_norm, seed=seed,
+        prior=prior, residual_norm=residual_norm, seed=seed, encoder=encoder is not None,
     )  # fmt: skip
     device = _device(model)
     image = _as_float_image(image)
@@ -221,6 +253,14 @@ def fit_photo(
     if first.dim() != 4 or first.shape[1] != 3:
         raise ValueError(f"model must draw images (N, 3, H, W); got {tuple(first.shape)}")
     target = _fit_size(image, tuple(first.shape[-2:])).to(device)
+    guess = None
+    if encoder is not None:
+        with torch.no_grad():
+            guess = torch.as_tensor(encoder(target)).float().to(device)
+        if guess.shape != (1, z_dim) or not torch.isfinite(guess).all():
+            raise ValueError(
+                f"encoder must give one finite latent (1, {z_dim}); got {tuple(guess.shape)}"
+            )
 
     def loss_per_image(y, pool=1):
         err = y - target
@@ -233,7 +273,18 @@ def fit_photo(
 
     owner = threading.get_ident()
     current = {"r": torch.zeros(features.shape[1:], device=device)}
-    gathered: list[torch.Tensor] = []
+    gathered: list[torch.Tensor] | None = []
+    losses: list[float] = []
+    shown = [-math.inf]  # when the last preview was shown
+
+    def show(z, force=False):
+        """Hand the fit so far to ``preview`` (at most every ``preview_every`` seconds)."""
+        if preview is None or (not force and time.perf_counter() - shown[0] < preview_every):
+            return
+        with torch.no_grad():
+            y = model(z.detach())[0]
+        shown[0] = time.perf_counter()
+        preview(_photo(z, layer, current["r"], y, target, list(losses), settings))
 
     def add_residual(out):
         if threading.get_ident() != owner:
@@ -243,15 +294,28 @@ def fit_photo(
         return out + current["r"]
 
     z_steps = round(steps * z_fraction)
-    losses: list[float] = []
     with hooked(model, edit={layer: [add_residual]}):
-        with torch.no_grad():
-            scores = torch.cat([loss_per_image(model(c)) for c in zs.split(64)])
+        if guess is not None:
+            gathered = None
+            show(guess, force=True)  # the encoder's guess, before anything else
+            gathered = []
+            with torch.no_grad(), hooked(model, retain=[layer], stop_after_retained=True):
+                for c in zs.split(64):
+                    try:
+                        model(c)
+                    except StopForward:
+                        pass
+            z, loss = guess.clone().requires_grad_(True), None
+        else:
+            with torch.no_grad():
+                scores = torch.cat([loss_per_image(model(c)) for c in zs.split(64)])
+            loss, order = scores.sort()
+            z = zs[order[:restarts]].clone().requires_grad_(True)
+            loss = loss[:restarts]
         mix = _mixing(torch.cat(gathered), prior)  # residual = mix @ u at each position
         gathered = None
-        loss, order = scores.sort()
-        z = zs[order[:restarts]].clone().requires_grad_(True)
-        loss = loss[:restarts]
+        if guess is None:
+            show(z[:1], force=True)  # the best random draw
 
         # phase 1: the best latents, refined together (the residual is still zero); first on
         # 4x4-pooled pixels (the layout), after a quarter of the steps only the best quarter
@@ -269,6 +333,7 @@ def fit_photo(
             losses.append(float(loss.detach().min()))
             if progress is not None:
                 progress(len(losses), steps, losses[-1])
+            show(z[loss.detach().argmin()][None])
         with torch.no_grad():
             best = loss_per_image(model(z)).argmin() if z_steps else 0
             z = z[best][None].clone().requires_grad_(True)
@@ -289,16 +354,26 @@ def fit_photo(
             losses.append(float(loss.detach()))
             if progress is not None:
                 progress(len(losses), steps, losses[-1])
-        residual = current["r"] = torch.einsum("dc,chw->dhw", mix, u.detach())
+            current["r"] = torch.einsum("dc,chw->dhw", mix, u.detach())
+            show(z)
+        current["r"] = torch.einsum("dc,chw->dhw", mix, u.detach())
         with torch.no_grad():
             final = model(z)[0]
     if cancel is not None and cancel.is_set():
         return None
+    photo = _photo(z, layer, current["r"], final, target, losses, settings)
+    if preview is not None:
+        preview(photo)
+    return photo
+
+
+def _photo(z, layer, residual, image, target, losses, settings) -> Photo:
+    """A :class:`Photo` of latent ``z`` (1, z_dim) and ``residual``, drawn as ``image``."""
     return Photo(
-        z=z[0].detach().cpu(),
+        z=z[0].detach().cpu().clone(),
         layer=layer,
-        residual=residual.detach().cpu(),
-        psnr=psnr(final, target[0]),
+        residual=residual.detach().cpu().clone(),
+        psnr=psnr(image, target[0]),
         losses=losses,
         target=target[0].cpu(),
         settings=settings,

@@ -149,6 +149,7 @@ class Session:
         self.data = data
         self.kind = self.sources.kind
         self.segmenter = segmenter
+        self.encoder = None  # picture -> latent: the first guess of invert() (hamlet has one)
         self.concepts = list(concepts) if concepts is not None else None
         self.classes = list(classes) if classes is not None else None
         self.stack = EditStack()
@@ -193,6 +194,7 @@ class Session:
         if name == "hamlet":
             kwargs.setdefault("segmenter", zoo.load_segmenter("hamlet"))
             session = cls(zoo.load("hamlet"), **kwargs)
+            session.encoder = hamlet.load_encoder()
         elif name in ("hamlet-classifier", "hamlet-vit"):
             kwargs.setdefault("concepts", list(hamlet.CONCEPTS))
             kwargs.setdefault("classes", list(hamlet.SCENES))
@@ -559,6 +561,25 @@ class Session:
             now = list(self._samples)
         self._emit(SessionEvent("samples"))
         return now
+
+    def replace_sample(self, old: int | None, new: int | None) -> list[int]:
+        """Put sample ``new`` where ``old`` is in :attr:`samples` (appended when ``old`` is
+        absent or None; ``new=None`` removes ``old``) in one step, e.g. a photo's better fit
+        in place of its preview; notifies observers and returns the new samples.
+
+        >>> s.replace_sample(preview_id, photo_id)                # doctest: +SKIP
+        """
+        old, new = (None if v is None else checks.seeds([v])[0] for v in (old, new))
+        with self._samples_lock:
+            now = list(self._samples)
+            if old in now:
+                at = now.index(old)
+                now[at : at + 1] = [] if new is None else [new]
+            elif new is not None:
+                now.append(new)
+            self._samples = now
+        self._emit(SessionEvent("samples"))
+        return list(now)
 
     # ------------------------------------------------------------------ edits
     def ablation(self, layer, units, strength=1.0, mask=None, value=0.0, prefix=False) -> Ablation:

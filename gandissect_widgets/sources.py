@@ -26,6 +26,7 @@ from . import checks, render
 __all__ = ["Sources", "PHOTO_BASE"]
 
 PHOTO_BASE = 2**62  # sample ids from here on name photos; below it, seeds
+PREVIEW_BASE = PHOTO_BASE + 2**61  # from here on, previews of photos still being inverted
 
 
 class Sources:
@@ -38,15 +39,22 @@ class Sources:
         self.kind = "generator" if data is None else "classifier"
         self.photos: dict[int, tuple[torch.Tensor, str, torch.Tensor]] = {}
         self._memo: tuple | None = None
+        self._counts = {PHOTO_BASE: 0, PREVIEW_BASE: 0}
 
-    def add_photo(self, z: torch.Tensor, layer: str, residual: torch.Tensor) -> int:
-        """Register a photo (latent, layer, residual (C, h, w)); returns its sample id."""
+    def add_photo(
+        self, z: torch.Tensor, layer: str, residual: torch.Tensor, *, preview: bool = False
+    ) -> int:
+        """Register a photo (latent, layer, residual (C, h, w)); returns its sample id (from
+        :data:`PREVIEW_BASE` on with ``preview=True``: the fit so far of a photo still being
+        inverted; an id's photo never changes, a better fit gets a new id)."""
         if self.kind != "generator":
             raise ValueError("photos are inverted into a generator; this Session is a classifier")
         z = torch.as_tensor(z, dtype=torch.float32).detach().cpu().reshape(-1)
         if z.numel() != self.z_dim:
             raise ValueError(f"a photo's latent needs {self.z_dim} values; got {z.numel()}")
-        pid = PHOTO_BASE + len(self.photos)
+        base = PREVIEW_BASE if preview else PHOTO_BASE
+        self._counts[base] += 1
+        pid = base + self._counts[base] - 1
         self.photos[pid] = (z.clone(), layer, residual.detach().float().cpu().clone())
         return pid
 

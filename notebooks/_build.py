@@ -555,9 +555,11 @@ gw.ImageGrid(pictures, size=192, captions=["wooded", "big roofs"])
         md("""
 ## Invert them
 
-About 800 optimisation steps each: some 15 s per picture on two CPU cores (`progress=True`
-shows a bar; `background=True` returns a Job you can cancel; `steps=` trades time for
-fidelity).
+hamlet ships an **encoder** that guesses the latent from the picture in milliseconds; the fit
+starts from that guess and refines it in 300 steps, some 6 s of one CPU core per picture
+(`progress=True` shows a bar; `background=True` returns a Job you can cancel; `steps=` trades
+time for fidelity; `encoder=None` fits from random latents instead, as for a generator without
+an encoder: 800 steps, some 15 s).
 """),
         code("""
 ids = session.invert(pictures, progress=True)
@@ -605,7 +607,7 @@ assert after_n < 0.25 * before_n
         md("""
 The photo's correction was fitted to layer5, which *feeds* these units, so they draw the
 photo's trees themselves. It does not always go this well: on 50 held-out pictures the top
-three tree units remove 55% of the tree pixels (80% on generated samples), some pictures
+three tree units remove 71% of the tree pixels (80% on generated samples), some pictures
 losing all of them and some almost none (BENCHMARKS.md, "Photo inversion"). Try the
 `AblationPanel` on the photos: `gw.AblationPanel(session, LAYER, units=trees, seeds=ids)`.
 
@@ -623,18 +625,19 @@ gw.ImageGrid(np.concatenate([reconstruction, roof_trees]), columns=2, size=192,
              captions=["inverted", "inverted", "trees on roofs", "trees on roofs"])
 """),
         code("""
-# check: most of the big roofs now show a tree; undo restores the photos bit for bit
+# check: about half of the big roofs now show a tree; undo restores the photos bit for bit
 changed = np.asarray(session.segmenter.segment(roof_trees))
 share = (changed[1][seg[1] == ROOF] == TREE).mean()
 print(f"{(seg[1] == ROOF).sum()} roof pixels; {share:.0%} became tree")
-assert share > 0.5
+assert share > 0.4
 session.undo()
 assert np.array_equal(session.generate(ids), reconstruction)
 """),
         md("""
-Big roofs take the rule best; on 50 held-out pictures 41.5% of the roof pixels turn to tree
-(86% on generated samples): the roofs the correction adds do not all look like the roofs the
-rule was fitted on.
+On 50 held-out pictures 55% of the roof pixels turn to tree (86% on generated samples), but
+it varies: on the six with the most roof, 5% to 75% (49% on this one). The closer the latent
+alone comes to the picture (the encoder's guess helps), the more of the roofs the generator's
+own units draw, and the rule reaches those.
 """),
         md("""
 A rule can also be made on the photo itself: photo ids go wherever a seed goes, e.g. copy the
@@ -645,8 +648,10 @@ context=[(ids[1], seg[1] == ROOF)])`.
 ## Drop your own photo on a widget
 
 Widgets take photos too: drop a PNG or JPEG onto the samples below (or press **add photo…**).
-It is inverted in the background, with a progress line and a cancel button, and joins
-`session.samples` as "photo 2" in every widget of this session. Ours are already there:
+It is inverted in the background, with a progress line and a cancel button: the encoder's
+guess shows within a second as "preview" in every widget of this session, sharpens twice a
+second as the fit goes on, and the finished photo takes its place in `session.samples` as
+"photo 2". Ours are already there:
 """),
         code("""
 session.add_samples(ids)

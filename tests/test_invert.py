@@ -1,5 +1,6 @@
-"""Photo inversion: quality floor on held-out hamlet renders, determinism, cancel, bad inputs,
-and edits that act on the photo (an ablation after the residual, a rewrite of the layer)."""
+"""Photo inversion: quality floor on held-out hamlet renders (from hamlet's encoder), previews,
+determinism, cancel, bad inputs, and edits that act on the photo (an ablation after the
+residual, a rewrite of the layer)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,24 @@ import torch
 
 from gandissect_widgets import zoo
 from gandissect_widgets.hooks import hooked
-from gandissect_widgets.invert import Photo, fit_photo, psnr, reconstruct, residual_edit
+from gandissect_widgets.invert import ENCODED, Photo, fit_photo, psnr, reconstruct, residual_edit
 from gandissect_widgets.zoo import hamlet
 
-# The round trip checks the issue's quality goals (mean PSNR >= 25 dB, segmenter mIoU against
-# the exact concept map >= 0.8) on the first 3 held-out renders, with 300 steps instead of the
-# default 800 to keep the suite fast (measured: 26.7, 26.5, 24.6 dB, mIoU 0.834). The 50-render
-# figures with the defaults are in BENCHMARKS.md (``python -m benchmarks invert``).
-ROUND_TRIP_STEPS = 300
-QUICK = dict(steps=80, restarts=4, candidates=32)
+# The round trip checks the quality goals (mean PSNR >= 25 dB, segmenter mIoU against the exact
+# concept map >= 0.8) on the first 3 held-out renders, started from hamlet's encoder with its
+# default steps (what users get). The 50-render figures are in BENCHMARKS.md
+# (``python -m benchmarks invert``).
+ROUND_TRIP_STEPS = ENCODED["steps"]
 
 
 @pytest.fixture(scope="module")
 def model():
     return zoo.load("hamlet")
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return hamlet.load_encoder()
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +39,23 @@ def renders():
 
 
 @pytest.fixture(scope="module")
-def round_trip(model, renders):
-    seen = []
-    photos = [
-        fit_photo(model, image, steps=ROUND_TRIP_STEPS, seed=0, progress=lambda *a: seen.append(a))
-        for image in renders[0]
-    ]
-    return photos, seen
+def round_trip(model, renders, encoder):
+    seen, previews = [], []
+    photos = []
+    for image in renders[0]:
+        previews.append([])
+        photos.append(
+            fit_photo(
+                model, image, encoder=encoder, seed=0, progress=lambda *a: seen.append(a),
+                preview=previews[-1].append, preview_every=0.2,
+            )
+        )  # fmt: skip
+    return photos, seen, previews
 
 
 def test_round_trip_held_out_renders_reach_the_quality_goals(model, renders, round_trip):
     images, concepts = renders
-    photos, seen = round_trip
+    photos, seen, _ = round_trip
     recs = []
     for image, photo in zip(images, photos, strict=True):
         assert isinstance(photo, Photo)
@@ -69,6 +79,35 @@ def test_round_trip_held_out_renders_reach_the_quality_goals(model, renders, rou
     steps = ROUND_TRIP_STEPS
     assert [s[:2] for s in seen[:2]] == [(1, steps), (2, steps)]
     assert all(np.isfinite(s[2]) for s in seen)
+
+
+def test_previews_start_at_the_encoders_guess_and_end_at_the_photo(model, round_trip):
+    for photo, previews in zip(*round_trip[::2], strict=True):
+        first, last = previews[0], previews[-1]
+        assert first.losses == [] and not first.residual.any()  # the guess, before any step
+        assert len(previews) >= 2 and first.psnr < photo.psnr
+        assert torch.equal(last.z, photo.z) and torch.equal(last.residual, photo.residual)
+        assert last.psnr == photo.psnr
+        assert all(isinstance(p, Photo) and p.layer == "layer5" for p in previews)
+
+
+def test_previews_change_nothing_and_the_encoder_is_checked(model, renders, encoder):
+    image = renders[0][0]
+    kw = dict(steps=6, candidates=8, encoder=encoder)
+    shown = []
+    a = fit_photo(model, image, preview=shown.append, preview_every=0, **kw)
+    b = fit_photo(model, image, **kw)
+    assert torch.equal(a.z, b.z) and torch.equal(a.residual, b.residual) and a.losses == b.losses
+    assert len(shown) == 6 + 2  # the guess, every step (preview_every=0), the end
+    assert a.settings["encoder"] is True and a.settings["steps"] == 6
+    with pytest.raises(ValueError, match=r"one finite latent \(1, 128\); got \(1, 5\)"):
+        fit_photo(model, image, encoder=lambda x: torch.zeros(1, 5), steps=2)
+    with pytest.raises(TypeError, match="encoder must map images to latents"):
+        fit_photo(model, image, encoder="hamlet", steps=2)
+    with pytest.raises(TypeError, match="preview must be a callable"):
+        fit_photo(model, image, preview=True, steps=2)
+    with pytest.raises(ValueError, match="preview_every must be"):
+        fit_photo(model, image, preview_every=-1, steps=2)
 
 
 def test_residual_beats_the_latent_alone(model, round_trip):

@@ -10,7 +10,7 @@ from conftest import ThresholdSegmenter, TinyGenerator
 from gandissect_widgets import Session
 from gandissect_widgets import rewrite as rw
 from gandissect_widgets.invert import reconstruct
-from gandissect_widgets.sources import PHOTO_BASE
+from gandissect_widgets.sources import PHOTO_BASE, PREVIEW_BASE
 
 FIT = {"layer": "layer2", "steps": 12, "restarts": 2, "candidates": 8, "progress": False}
 
@@ -105,3 +105,21 @@ def test_dissection_cache_names_what_photo_ids_stood_for(tmp_path):
         kw = dict(seeds=[0, 1, *ids], batch_size=4, cache=tmp_path, progress=False)
         runs.append(s.dissect("layer2", **kw))
     assert len(list(tmp_path.glob("dissect-*.npz"))) == 2  # same ids, other photos: no reuse
+
+
+def test_previews_get_ids_of_their_own_and_take_the_photos_place():
+    s = Session(TinyGenerator(), device="cpu")
+    shown = []
+    picture = np.zeros((16, 16, 3), np.uint8)
+    ids = s.invert(picture, on_preview=lambda i, pid: shown.append((i, pid)), **FIT)
+
+    assert ids == [PHOTO_BASE] and len(shown) >= 2  # the start and the end at least
+    assert [pid for _, pid in shown] == [PREVIEW_BASE + k for k in range(len(shown))]
+    assert {i for i, _ in shown} == {0}
+    np.testing.assert_array_equal(s.generate([shown[-1][1]]), s.generate(ids))  # the end
+    s.samples = [0, shown[0][1], 1]
+    assert s.replace_sample(shown[0][1], ids[0]) == [0, PHOTO_BASE, 1]
+    assert s.replace_sample(PHOTO_BASE, None) == [0, 1]
+    assert s.replace_sample(None, 5) == [0, 1, 5]
+    with pytest.raises(TypeError, match="on_preview"):
+        s.invert(np.zeros((16, 16, 3), np.uint8), on_preview=3, **FIT)

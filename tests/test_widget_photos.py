@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import gandissect_widgets as gw
-from gandissect_widgets.sources import PHOTO_BASE
+from gandissect_widgets.sources import PHOTO_BASE, PREVIEW_BASE
 from gandissect_widgets.widgets import AblationPanel, ImageGrid, RuleEditor, UnitBrowser
 from gandissect_widgets.widgets._photos import MAX_PHOTO_BYTES, decode_photo
 from gandissect_widgets.zoo import hamlet
@@ -125,14 +125,18 @@ def test_dropped_photo_is_inverted_and_joins_every_widget(session, picture):
     try:
         assert browser.accept_photos and browser.get_state()["accept_photos"]
         browser.invert_settings = FAST
-        seen = []
+        seen, samples = [], []
         browser.observe(lambda c: seen.append(c["new"]), "photo_status")
+        session.observe(lambda event: samples.append(session.samples))
         _drop(browser, _encode(picture), "cat.png")
         assert browser.photo_kind == "busy" and browser.photo_status.startswith("inverting cat.png")
         ids = browser.photo_job.result(60)
         assert ids == [PHOTO_BASE]
         _wait_until(lambda: browser.photo_kind == "done")
         assert session.samples == [*range(8), PHOTO_BASE]
+        # the encoder's guess showed first, as a preview in the photo's place, then the photo
+        assert samples[0] == [*range(8), PREVIEW_BASE] and samples[-1] == session.samples
+        assert all(s[:8] == list(range(8)) and len(s) == 9 for s in samples)
         assert "photo 0" in browser.photo_status
         assert any("%" in text and not text.endswith(" 0%") for text in seen)  # progress
         for widget in (browser, panel, editor):
@@ -158,7 +162,7 @@ def test_widget_with_its_own_seeds_shows_its_photo_too(session, picture):
         browser.invert_settings = FAST
         _drop(browser, _encode(picture))
         browser.photo_job.result(60)
-        _wait_until(lambda: browser.seeds == [0, 1, PHOTO_BASE])
+        _wait_until(lambda: browser.seeds == [0, 1, PHOTO_BASE])  # the preview was replaced
         browser.wait()
         assert browser.samples["captions"] == ["", "", "photo 0"]
         assert session.samples[-1] == PHOTO_BASE and other.seeds == [2]
@@ -414,3 +418,11 @@ def test_a_queued_photo_that_cannot_start_lets_the_next_one_start(session, pictu
     finally:
         gate.set()
         browser.close()
+
+
+def test_closing_mid_inversion_leaves_no_preview_behind(session, picture):
+    browser = UnitBrowser(session, "layer4", invert_settings=dict(steps=100_000, candidates=4))
+    _drop(browser, _encode(picture))
+    _wait_until(lambda: session.samples[-1] >= PREVIEW_BASE)  # the encoder's guess shows
+    browser.close()
+    _wait_until(lambda: session.samples == list(range(8)))

@@ -14,6 +14,9 @@ chosen with "add photo…"). Each is inverted in the background (``session.inver
 background=True)`` with the widget's ``invert_settings``), the view shows the progress and a
 cancel button, and the photo's id is then appended to ``session.samples``: every widget that
 shows the Session's samples (made without ``seeds=``) shows its reconstruction, "photo 0".
+While it is being inverted, the fit so far stands in its place, "preview" (a new preview id
+every ``preview_every`` seconds, the newest wins; with hamlet's encoder the first one within a
+second), and the finished photo replaces it; a cancelled or failed photo leaves nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import anywidget
 import traitlets as t
 
 from .. import checks
-from ..sources import PHOTO_BASE
+from ..sources import PHOTO_BASE, PREVIEW_BASE
 from ._grid import lut_bytes
 from ._latest import Latest
 from ._owner import Owner, closes_on_failure
@@ -115,6 +118,7 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
             self._lut = lut_bytes(self.cmap)
         self._photo_queue: list = []
         self._photo_ids: list[int] = []
+        self._photo_swaps: dict[int, int | None] = {}  # preview -> its successor (None: gone)
         self._photo_line = ("", 0)  # the photo being inverted, its progress in %
         self.accept_photos = session.kind == "generator"
         self.on_photo(self._invert_photo)
@@ -149,10 +153,13 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         its own, add the photos dropped here)."""
         with self._photo_lock:
             mine, self._photo_ids = self._photo_ids, []
+            swaps, self._photo_swaps = self._photo_swaps, {}
         if self._follows_samples:
             seeds = self.session.samples
         else:
             seeds = [*self.seeds, *(i for i in mine if i not in self.seeds)]
+            for old, new in swaps.items():  # in the order they came: chains resolve
+                seeds = [new if s == old else s for s in seeds if s != old or new is not None]
         if seeds != list(self.seeds):
             self._use_seeds(seeds)
 
@@ -222,8 +229,16 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
             self._start_photo(picture, name)
 
     def _start_photo(self, picture, name: str) -> None:
+        shown: list = [None]  # the preview id standing in for the photo
+
+        def on_preview(_index, pid) -> None:
+            with self._photo_lock:
+                old, shown[0] = shown[0], pid
+                self._swap_photo(old, pid)
+
         settings = {"progress": False, **self.invert_settings}
-        job = self.session.invert(picture, background=True, **settings)
+        job = self.session.invert(picture, background=True, on_preview=on_preview, **settings)
+        self._photo_shown = shown
         self.photo_job = job
         self._photo_line = (name, 0)
         self._show_progress()
@@ -253,18 +268,19 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         """The inversion of ``name`` ended (under the photo lock): add it, start the next."""
         from ..jobs import Cancelled
 
+        preview, self._photo_shown[0] = self._photo_shown[0], None
         try:
             ids = job.result()
         except Cancelled:  # cancel_photo emptied the queue: what waits was dropped since
+            self._swap_photo(preview, None)
             self._say_photo(f"inverting {name} was cancelled; nothing was added", "")
         except Exception as err:
+            self._swap_photo(preview, None)
             self._photo_queue.clear()
             self._say_photo(failed(name, err), "error")
             return
         else:
-            if not self._runner.closed:
-                self._photo_ids.extend(ids)  # shown here even with seeds of its own
-                self.session.add_samples(ids)
+            self._swap_photo(preview, ids[0])
             caption = photo_captions(ids)[0]
             self._say_photo(f"{name} added as {caption} (its reconstruction)", "done")
         while self._photo_queue:  # the next one that starts; one that cannot says why
@@ -274,6 +290,22 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
                 break
             except (ValueError, KeyError, TypeError, OSError) as err:
                 self._say_photo(failed(following, err), "error")
+
+    def _swap_photo(self, old, new) -> None:
+        """(Under the photo lock.) Show sample ``new`` in place of ``old`` (a preview; None:
+        append ``new``; ``new`` None: remove ``old``), here and in ``session.samples``; once
+        closed, only take the preview away."""
+        if old is None and new is None:
+            return
+        if self._runner.closed:
+            if old is not None:
+                self.session.replace_sample(old, None)
+            return
+        if old is None:
+            self._photo_ids.append(new)  # shown here even with seeds of its own
+        else:
+            self._photo_swaps[old] = new
+        self.session.replace_sample(old, new)
 
     def cancel_photo(self) -> None:
         """Stop inverting dropped photos (the running one and those waiting)."""
@@ -323,7 +355,7 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
 
 
 # what invert_photos sets itself: its bar and the Job's steps and cancel
-_NOT_SETTINGS = ("progress", "cancel")
+_NOT_SETTINGS = ("progress", "cancel", "preview")
 
 
 def check_invert_settings(settings, session=None) -> dict:
@@ -378,15 +410,19 @@ def sample_name(seed, short: bool = False) -> str:
 
 
 def photo_captions(seeds) -> list[str]:
-    """Captions "photo k" for the photo ids among ``seeds``, "" for the others; [] if none.
+    """Captions "photo k" for the photo ids among ``seeds`` ("preview" for a photo still being
+    inverted), "" for the others; [] if none.
 
-    >>> photo_captions([3, PHOTO_BASE + 1])
-    ['', 'photo 1']
+    >>> photo_captions([3, PHOTO_BASE + 1, PREVIEW_BASE + 5])
+    ['', 'photo 1', 'preview']
     """
     seeds = [int(s) for s in seeds]
     if all(s < PHOTO_BASE for s in seeds):
         return []
-    return [f"photo {s - PHOTO_BASE}" if s >= PHOTO_BASE else "" for s in seeds]
+    return [
+        "preview" if s >= PREVIEW_BASE else f"photo {s - PHOTO_BASE}" if s >= PHOTO_BASE else ""
+        for s in seeds
+    ]
 
 
 def parse_units(text: str, count: int) -> list[int]:

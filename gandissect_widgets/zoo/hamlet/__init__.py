@@ -16,13 +16,15 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from ..progan import ProgressiveGenerator
+from .encoder import Encoder
 from .nets import Classifier, Segmenter, vit_classifier
 from .rule import example_rule
 from .world import CONCEPTS, SCENES, TEST_SEED_START, render
 
 __all__ = [
     "CONCEPTS", "SCENES", "TEST_SEED_START", "render",
-    "load_generator", "load_segmenter", "load_classifier", "load_vit", "example_rule",
+    "load_generator", "load_segmenter", "load_classifier", "load_vit", "load_encoder",
+    "example_rule",
 ]  # fmt: skip
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -85,3 +87,19 @@ def load_vit(path=None):
     net = vit_classifier()
     net.load_state_dict(_weights("vit", path))
     return net.eval()
+
+
+def load_encoder(path=None) -> Encoder:
+    """The hamlet encoder (eval, CPU): pictures (N,3,64,64) in [-1,1] -> latents (N, 128), the
+    first guess of :func:`~gandissect_widgets.invert.fit_photo` (``encoder=``).
+
+    Example:
+        >>> import torch
+        >>> load_encoder()(torch.zeros(1, 3, 64, 64)).shape
+        torch.Size([1, 128])
+    """
+    enc = Encoder()
+    enc.load_state_dict(_weights("encoder", path))
+    for p in enc.parameters():
+        p.requires_grad_(False)
+    return enc.eval()
