@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import passes
+from .edits import State
 
 __all__ = [
     "AblationEffect",
@@ -176,7 +177,9 @@ def rewrite_eval(
     - ``preservation``: mean absolute pixel change outside source regions (fraction of 255);
     - ``change_without_source``: the same on samples without any source pixel.
 
-    The Session's stack is not touched: both sides are computed at explicit states.
+    The Session's stack is not touched: both sides are computed at explicit states. An edit
+    on the stack is measured on the weights it was fitted on: weight edits pushed after it
+    (fitted with it in place) are left out of both sides.
 
     >>> edit = s.rewrite("layer6", [(3, roof3)], (1, tree1), (3, (20, 30)), steps=20,
     ...                  stat_samples=100)
@@ -192,8 +195,12 @@ def rewrite_eval(
             raise KeyError(f"unknown concept {c!r}; the segmenter knows: {', '.join(concepts)}")
     seeds = passes.sample_seeds(n, seeds)
     state = session.state
-    without = state.minus(edit)
-    if edit not in state.edits:
+    if edit in state.edits:  # on the weights it was fitted on: later weight edits left out
+        i = state.edits.index(edit)
+        later = tuple(e for e in state.edits[i + 1 :] if not e.changes_weights)
+        without, state = State(state.edits[:i] + later), State(state.edits[: i + 1] + later)
+    else:
+        without = state
         session.check_edit(edit, without)
     before = session.generate(seeds, state=without)
     after = session.generate(seeds, state=state if edit in state.edits else state.plus(edit))

@@ -371,9 +371,12 @@ class Session:
             elif not isinstance(edit, Edit):
                 raise TypeError(f"a State holds edits only; got {type(edit).__name__}")
         weights = state.weight_edits
-        if weights != self.stack.state.weight_edits[: len(weights)]:
+        verified = self.__dict__.setdefault("_verified_weights", set())  # chains of edit uids
+        key = tuple(e.uid for e in weights)
+        if weights != self.stack.state.weight_edits[: len(weights)] and key not in verified:
             for i, edit in enumerate(weights):  # as push checks it: on the weights below it
                 self.check_edit(edit, State(weights[: i + 1]))
+            verified.add(key)  # edits never change: a chain checked once stays valid
         return state
 
     @property

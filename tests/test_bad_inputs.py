@@ -54,6 +54,8 @@ def _panel(s, **kw):
     return gw.AblationPanel(s, "layer2", **{"seeds": [0], **kw})
 
 
+_MISSING_DEVICE = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+
 # name -> (call(session, folder), exception, fragments the message must hold)
 CASES = {
     "generate(state='x')": (lambda s, f: s.generate([0], state="x"), TypeError,
@@ -112,6 +114,9 @@ CASES = {
     "Session(segmenter=object())": (
         lambda s, f: gw.Session(TinyGenerator(), device="cpu", segmenter=object()), TypeError,
         ["segmenter must be", ".concepts"]),
+    "Session(device='cuda') without CUDA": (
+        lambda s, f: gw.Session(TinyGenerator(), device=_MISSING_DEVICE), ValueError,
+        ["device must be a device that exists here", "cpu"]),
     "Session(device='cuda:99')": (
         lambda s, f: gw.Session(TinyGenerator(), device="cuda:99"), ValueError,
         ["device must be a device that exists here", "cpu"]),

@@ -182,6 +182,23 @@ class EditStackMachine(RuleBasedStateMachine):
             len(self.events),
         )
 
+    def _view_fits(self, view) -> bool:
+        """Whether the Session shows ``view``: views follow push's rule, so every rewrite in
+        it sits on exactly the weight edits it was fitted on."""
+        for i, e in enumerate(view):
+            if e in self.basis:
+                below, basis = self._weight_edits(view[:i]), self.basis[e]
+                if len(below) != len(basis) or any(a is not b for a, b in zip(below, basis)):
+                    return False
+        return True
+
+    def _check_view_or_refused(self, view):
+        if self._view_fits(view):
+            self._check_view(view)
+        else:  # e.g. redo brought back a rewrite fitted on the edit the view leaves out
+            with pytest.raises(ValueError, match="fingerprint"):
+                self.s.generate(SEEDS)
+
     def _refused(self, fn, error=ValueError, match=None):
         """``fn`` raises ``error`` and leaves stack, redo list, weights and observers as they
         were."""
@@ -448,7 +465,7 @@ class EditStackMachine(RuleBasedStateMachine):
             assert got is e
             self._check_view(self.active + ([] if e in self.active else [e]))
             self._inside(inside, data, e)
-            self._check_view(self.active + ([] if e in self.active else [e]))
+            self._check_view_or_refused(self.active + ([] if e in self.active else [e]))
         assert self.s.state.key == tuple(x.uid for x in self.active)
         if inside == "nothing":
             assert len(self.events) == n_events, "a temporarily block told observers"
@@ -461,10 +478,18 @@ class EditStackMachine(RuleBasedStateMachine):
             e = data.draw(st.sampled_from(self.made), label="made edit")
         else:
             e = None
+        if not self._view_fits([x for x in self.active if x is not e]):
+
+            def enter():  # a rewrite above e was fitted on it
+                with self.s.excluding(e):
+                    raise AssertionError("entered a view the Session should refuse")
+
+            self._refused(enter, match="fingerprint")
+            return
         with self.s.excluding(e):
             self._check_view([x for x in self.active if x is not e])
             self._inside(inside, data, self._ablation(data.draw(ablation_args)))
-            self._check_view([x for x in self.active if x is not e])
+            self._check_view_or_refused([x for x in self.active if x is not e])
         assert self.s.state.key == tuple(x.uid for x in self.active)
 
     # ------------------------------------------------------------------ invariants

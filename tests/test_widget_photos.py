@@ -39,6 +39,14 @@ def _drop(widget, data: bytes, name="photo.png") -> None:
     )
 
 
+def _register_photo(session) -> int:
+    """What an inversion ends with: a photo the Session knows (a zero latent and residual)."""
+    import torch
+
+    residual = torch.zeros(session.layer_shape("layer4"))
+    return session.sources.add_photo(torch.zeros(session.z_dim), "layer4", residual)
+
+
 def _wait_until(condition, timeout=60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -366,7 +374,7 @@ def test_a_photo_dropped_right_after_cancel_is_still_inverted(session, picture, 
         def work(job):
             gate.wait(30)
             job.step()
-            return [PHOTO_BASE]
+            return [_register_photo(session)]
 
         return Job(work, total=1)
 
@@ -396,12 +404,11 @@ def test_a_queued_photo_that_cannot_start_lets_the_next_one_start(session, pictu
         calls.append(len(calls))
         if len(calls) == 2:
             raise ValueError("this picture cannot be inverted")
-        ids = [PHOTO_BASE + len(calls) // 2]
 
         def work(job):
             gate.wait(30)
             job.step()
-            return ids
+            return [_register_photo(session)]
 
         return Job(work, total=1)
 
