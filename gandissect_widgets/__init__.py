@@ -5,7 +5,8 @@
 >>> gw.UnitBrowser(session, "layer4")            # doctest: +SKIP
 """
 
-from . import render, stats, zoo
+from . import attacks, render, stats, steering, zoo
+from .attacks import Attack, attack_units
 from .dissect import Dissection
 from .edits import Ablation, EditStack, State, WeightEdit
 from .effects import AblationEffect, AccuracyChange, rewrite_eval
@@ -13,6 +14,7 @@ from .jobs import Cancelled, Job
 from .report import save_html
 from .rewrite import Rewrite, load_edit
 from .session import Session, SessionEvent
+from .steering import Steering, steering_effect
 from .widgets import AblationPanel, ImageGrid, PaintCanvas, RuleEditor, Snapshot, UnitBrowser
 
 __version__ = "0.1.0"
@@ -22,4 +24,5 @@ __all__ = [
     "AblationEffect", "AccuracyChange", "Job", "Cancelled",
     "ImageGrid", "PaintCanvas", "UnitBrowser", "AblationPanel", "RuleEditor", "Snapshot",
     "Rewrite", "load_edit", "rewrite_eval", "save_html", "render", "stats", "zoo",
+    "Steering", "steering_effect", "Attack", "attack_units", "steering", "attacks",
 ]  # fmt: skip

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from . import passes
+from .attacks import attack_units
+from .steering import steering_effect
 
 __all__ = [
     "AblationEffect",
@@ -23,6 +25,8 @@ __all__ = [
     "ablation_accuracy",
     "class_units",
     "rewrite_eval",
+    "steering_effect",
+    "attack_units",
 ]
 
 

@@ -17,6 +17,7 @@ PACKAGE = "gandissect_widgets"
 LEAVES = ["checks", "render", "stats", "cache", "jobs", "hooks", "edits", "arena", "events"]
 LEAVES += ["sources"]
 ANALYSES = ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos"]
+ANALYSES += ["steering", "attacks"]
 RANKS = {
     **dict.fromkeys(LEAVES, 0),
     "runner": 1,
@@ -25,6 +26,7 @@ RANKS = {
     **dict.fromkeys(
         ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos"], 3
     ),
+    **dict.fromkeys(["steering", "attacks"], 3),
     "session": 4,
     **dict.fromkeys(["widgets", "report", "cli"], 5),
     "__init__": 6,
