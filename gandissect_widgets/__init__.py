@@ -15,7 +15,15 @@ from .report import save_html
 from .rewrite import Rewrite, load_edit
 from .session import Session, SessionEvent
 from .steering import Steering, steering_effect
-from .widgets import AblationPanel, ImageGrid, PaintCanvas, RuleEditor, Snapshot, UnitBrowser
+from .widgets import (
+    AblationPanel,
+    ClassifierProbe,
+    ImageGrid,
+    PaintCanvas,
+    RuleEditor,
+    Snapshot,
+    UnitBrowser,
+)
 
 __version__ = "0.1.0"
 
@@ -24,5 +32,6 @@ __all__ = [
     "AblationEffect", "AccuracyChange", "Job", "Cancelled",
     "ImageGrid", "PaintCanvas", "UnitBrowser", "AblationPanel", "RuleEditor", "Snapshot",
     "Rewrite", "load_edit", "rewrite_eval", "save_html", "render", "stats", "zoo",
-    "Steering", "steering_effect", "Attack", "attack_units", "steering", "attacks",
+    "ClassifierProbe", "Steering", "steering_effect", "Attack", "attack_units", "steering",
+    "attacks",
 ]  # fmt: skip
