@@ -100,6 +100,7 @@ class ClassifierProbe(StaticFallback, SessionWidget, CanvasTraits):
             classes=list(session.classes),
             sample=sample,
             attack_target=session.classes[0],
+            steer_k=min(10, session.layer_shape(layer)[0]),
         )
         self._base = session.generate([sample])[0]
         self.canvas = CanvasPart(self, self._base, size=size, brush=6)
