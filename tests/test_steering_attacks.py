@@ -135,3 +135,47 @@ def test_a_generator_session_is_refused(gen_session):
         gen_session.attack([0], 0)
     with pytest.raises(ValueError, match="classifier"):
         gen_session.steer("layer2", 0)
+
+
+def test_the_tutorial_checks_fail_on_wrong_figures():
+    """Tutorial 07's `# check` cells assert on the figures it measured: wrong ones fail."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "notebooks" / "_build.py"
+    spec = importlib.util.spec_from_file_location("_tutorial_build_07", path)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    checks = [
+        c.source
+        for c in build.NOTEBOOKS["07_fool_the_classifier"]()
+        if c.cell_type == "code" and c.source.startswith("# check")
+    ]
+    from types import SimpleNamespace
+
+    def curve(flip):
+        return {10: SimpleNamespace(flip_rate=flip, by_source={"lake": flip})}
+
+    good = dict(
+        village_drop=1.0,
+        curve=curve(0.96),
+        unit_flip=0.9,
+        ratio=1.9,
+        forest_before=0.02,
+        forest_after=0.9,
+        np=np,
+        attack=SimpleNamespace(perturbation=np.full(3, 16)),
+    )
+    assert len(checks) == 5
+    for source in checks:
+        exec(source, dict(good))
+    wrong = [
+        ("village_drop", 0.5),
+        ("curve", curve(0.6)),
+        ("unit_flip", 0.2),
+        ("ratio", 1.0),
+        ("forest_after", 0.1),
+    ]
+    for (name, value), source in zip(wrong, checks):
+        with pytest.raises(AssertionError):
+            exec(source, {**good, name: value})
