@@ -179,3 +179,34 @@ def test_the_tutorial_checks_fail_on_wrong_figures():
     for (name, value), source in zip(wrong, checks):
         with pytest.raises(AssertionError):
             exec(source, {**good, name: value})
+
+
+def _scenes(seeds):
+    """32 px pictures with 5 labels (by mean brightness), for the real-layout classifiers."""
+    imgs = np.stack(
+        [np.random.default_rng(s).integers(0, 256, (32, 32, 3), dtype=np.uint8) for s in seeds]
+    )
+    return imgs, None, (np.arange(len(seeds)) + np.asarray(seeds)) % 5
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "resnet18"])
+def test_the_same_code_runs_on_the_places365_layouts(arch):
+    """VGG-16 and ResNet in their published layouts (random weights, narrow widths)."""
+    from gandissect_widgets.zoo import classifiers as cl
+
+    torch.manual_seed(5)
+    if arch == "vgg16":
+        net, layer = cl.VGG16(num_classes=5, widths=(4, 4, 8, 8, 8), hidden=16), "features.10"
+    else:
+        net, layer = cl.ResNet("basic", [1, 1, 1, 1], num_classes=5, widths=(4, 8, 8, 8)), "layer3"
+    layers = [n for n in net.layer_names if n != "layer4"]  # 1 x 1 at 32 px: not a map
+    s = gw.Session(net.eval(), device="cpu", data=_scenes, layers=layers, classes=list("abcde"))
+    edit = s.steer(layer, "c", k=3, value=4, n=20)
+    assert s.edits == [edit] and len(edit.units) == 3
+    a = s.attack(range(2), "d", eps=4 / 255, steps=2, layer=layer, units=edit.units)
+    assert a.images.shape == (2, 32, 32, 3) and np.abs(a.perturbation).max() <= 4
+    assert a.unit_change().shape == (2, s.layer_shape(layer)[0])
+    probe = gw.ClassifierProbe(s, layer)
+    probe.wait()
+    assert len(probe.probs) == 5 and probe.units
+    probe.close()
