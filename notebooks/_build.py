@@ -738,9 +738,11 @@ units = gw.attacks.unit_targets(session, LAYER, "forest", source="lake", k=10)
 attack = session.attack(lakes, "forest", eps=16 / 255, layer=LAYER, units=units)
 unit_flip = attack.flip_rate
 print(f"{unit_flip:.0%} of the lakes are now 'forest'; PSNR >= {attack.psnr.min():.1f} dB")
-gw.ImageGrid(np.concatenate([attack.originals, attack.images, attack.magnified()]), columns=8,
-             size=64, captions=["before"] * 8 + [session.classes[i] for i in attack.after]
-             + ["perturbation"] * 8)
+shown = slice(0, 4)  # the first four: before, after (with its class), the change magnified
+gw.ImageGrid(np.concatenate([attack.originals[shown], attack.images[shown],
+                             attack.magnified()[shown]]), columns=4, size=64,
+             captions=["before"] * 4 + [session.classes[i] for i in attack.after[shown]]
+             + ["perturbation"] * 4)
 """),
         code("""
 # check: the unit attack flips most lakes, every picture stays within 16 levels
