@@ -196,40 +196,50 @@ def attack(
     originals = pictures(session, samples)
     state = session.state
     device = session.device
-    x0 = torch.from_numpy(originals).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
     radius, alpha = 2 * eps, 2 * alpha  # [-1, 1] spans two pixel ranges
     retain = [layer] if layer else []
-
-    def spatial_means(x):
-        out, seen = session.run(x, state=state, retain=retain)
-        means = seen[layer].float().mean((2, 3)).cpu() if layer else None
-        return out.float().softmax(1).cpu(), means
-
-    probs0, means0 = spatial_means(x0)
     if weights is not None:
         idx = torch.tensor(list(weights), device=device)
         sign = torch.tensor(list(weights.values()), device=device)
         scale = session.unit_levels(layer)["high"].to(device)[idx].abs().clamp_min(1e-6)
-    delta = torch.zeros_like(x0)
-    for _ in range(steps):
-        if job is not None:
-            job.step()
-        delta.requires_grad_(True)
-        x = (x0 + delta).clamp(-1, 1)
-        if weights is None:
-            out, _ = session.runner.run(x, state, grad=True)
-            loss = out.float().log_softmax(1)[:, t].sum()
-        else:
-            _, seen = session.runner.run(x, state, retain=[layer], stop=True, grad=True)
-            acts = seen[layer].index_select(1, idx).float().mean((2, 3))
-            loss = (acts / scale * sign).sum()
-        (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            delta = (delta + alpha * grad.sign()).clamp(-radius, radius)
-            delta = (x0 + delta).clamp(-1, 1) - x0
-    images = render.to_uint8(x0 + delta.detach())
-    inputs = torch.from_numpy(images).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
-    probs1, means1 = spatial_means(inputs)
+
+    def as_input(images):
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+
+    def observe(x):
+        out, seen = session.run(x, state=state, retain=retain)
+        means = seen[layer].float().mean((2, 3)).cpu() if layer else torch.zeros(len(x), 0)
+        return out.float().softmax(1).cpu(), means
+
+    def perturb(x0):
+        delta = torch.zeros_like(x0)
+        for _ in range(steps):
+            if job is not None:
+                job.step()
+            delta.requires_grad_(True)
+            x = (x0 + delta).clamp(-1, 1)
+            if weights is None:
+                out, _ = session.runner.run(x, state, grad=True)
+                loss = out.float().log_softmax(1)[:, t].sum()
+            else:
+                _, seen = session.runner.run(x, state, retain=[layer], stop=True, grad=True)
+                acts = seen[layer].index_select(1, idx).float().mean((2, 3))
+                loss = (acts / scale * sign).sum()
+            (grad,) = torch.autograd.grad(loss, delta)
+            with torch.no_grad():
+                delta = (delta + alpha * grad.sign()).clamp(-radius, radius)
+                delta = (x0 + delta).clamp(-1, 1) - x0
+        return render.to_uint8(x0 + delta.detach())
+
+    parts = []  # one batch at a time: (probs, means) before, images, (probs, means) after
+    for i in range(0, len(originals), session.batch_size):
+        x0 = as_input(originals[i : i + session.batch_size])
+        before, images = observe(x0), perturb(x0)
+        parts.append((*before, images, *observe(as_input(images))))
+    probs0, means0 = (torch.cat([p[j] for p in parts]) for j in (0, 1))
+    probs1, means1 = (torch.cat([p[j] for p in parts]) for j in (3, 4))
+    images = np.concatenate([p[2] for p in parts])
+    inputs = as_input(images)
     mse = ((images.astype(np.float64) - originals) ** 2).mean((1, 2, 3))
     with np.errstate(divide="ignore"):
         psnr = np.where(mse > 0, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12)), math.inf)

@@ -54,6 +54,7 @@ def test_steering_effect_counts_flips_of_the_other_class(labelled_session):
 
 def test_a_class_attack_stays_in_its_ball_and_is_judged_on_uint8(labelled_session):
     s = labelled_session
+    s.batch_size = 4  # two batches
     a = s.attack(range(6), "brightish", eps=8 / 255, steps=5, layer="conv2")
     assert a.images.dtype == np.uint8 and a.images.shape == (6, 16, 16, 3)
     assert np.abs(a.perturbation).max() <= 8 and np.array_equal(a.originals, s.generate(range(6)))
