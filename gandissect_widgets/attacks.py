@@ -10,9 +10,8 @@ uint8, pictures a user could save. An attack changes no state.
   chosen units, each over its own "high" level; the logits take no part in the loss.
 
 >>> s = gw.Session.from_zoo("hamlet-classifier")                            # doctest: +SKIP
->>> a = s.attack(range(8), "forest", layer="conv4", units=unit_targets(s, "conv4", "forest"))
->>> a.after, a.psnr.min() >= 42                                             # doctest: +SKIP
-(array([3, 3, 3, 3, 3, 3, 3, 3]), True)
+>>> units = unit_targets(s, "conv4", "forest", source="lake")              # doctest: +SKIP
+>>> a = s.attack(range(8), "forest", 16 / 255, layer="conv4", units=units)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -311,8 +310,8 @@ def attack_units(
     measure how much the ``k`` units of ``layer`` that change most (over each unit's "high"
     level) fall among the source's or target's top ``top`` units; see :class:`AttackUnits`.
 
-    >>> attack_units(s, "conv4", range(10**9, 10**9 + 100)).ratio      # doctest: +SKIP
-    4.2
+    >>> attack_units(s, "conv4", range(10**9, 10**9 + 40), eps=8 / 255).ratio  # doctest: +SKIP
+    1.9
     """
     layer = session.check_layer(layer)
     seeds = checks.seeds(seeds)

@@ -191,7 +191,7 @@ def steering_curve(
     >>> held_out = range(10**9, 10**9 + 300)                           # doctest: +SKIP
     >>> curve = steering_curve(s, "conv4", "lake", range(1, 11), seeds=held_out)  # doctest: +SKIP
     >>> min(k for k, e in curve.items() if e.flip_rate > 0.5)         # doctest: +SKIP
-    4
+    8
     """
     _classifier(session, "steering_effect")
     ks = [checks.count(k, "k") for k in ([ks] if isinstance(ks, int) else ks)]
