@@ -7,7 +7,8 @@
 (0, 'unit 0')
 """
 
-from . import render, stats, zoo
+from . import attacks, render, stats, steering, zoo
+from .attacks import Attack, attack_units
 from .dissect import Dissection
 from .edits import Ablation, EditStack, State, WeightEdit
 from .effects import AblationEffect, AccuracyChange, rewrite_eval
@@ -15,8 +16,17 @@ from .jobs import Cancelled, Job
 from .report import save_html, save_report
 from .rewrite import Rewrite, load_edit
 from .session import Session, SessionEvent
+from .steering import Steering, steering_effect
 from .survey import RewriteSurvey, Survey, rewrite_survey, survey
-from .widgets import AblationPanel, ImageGrid, PaintCanvas, RuleEditor, Snapshot, UnitBrowser
+from .widgets import (
+    AblationPanel,
+    ClassifierProbe,
+    ImageGrid,
+    PaintCanvas,
+    RuleEditor,
+    Snapshot,
+    UnitBrowser,
+)
 
 __version__ = "0.1.0"
 
@@ -26,4 +36,6 @@ __all__ = [
     "ImageGrid", "PaintCanvas", "UnitBrowser", "AblationPanel", "RuleEditor", "Snapshot",
     "Rewrite", "load_edit", "rewrite_eval", "save_html", "save_report", "render", "stats", "zoo",
     "survey", "Survey", "rewrite_survey", "RewriteSurvey",
+    "ClassifierProbe", "Steering", "steering_effect", "Attack", "attack_units", "steering",
+    "attacks",
 ]  # fmt: skip

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from . import passes
+from .attacks import attack_units
 from .edits import State
+from .steering import steering_effect
 
 __all__ = [
     "AblationEffect",
@@ -24,6 +26,8 @@ __all__ = [
     "ablation_accuracy",
     "class_units",
     "rewrite_eval",
+    "steering_effect",
+    "attack_units",
 ]
 
 

@@ -536,6 +536,30 @@ class Session:
         self.dissections[result.layer] = result
         self._emit(SessionEvent("dissection", detail={"layer": result.layer}))
 
+    def steering(self, layer, target, k=10, value="high", mask=None, *, n=200):
+        """A steering edit, not applied: class ``target``'s top ``k`` units set to ``value``
+        ("high", "mean" or a multiple of "high"); see :func:`steering.steering`."""
+        from .steering import steering
+
+        return steering(self, layer, target, k, value, mask, n=n)
+
+    def steer(self, layer, target, k=10, value="high", mask=None, *, n=200):
+        """Push a steering edit and return it.
+
+        >>> s.steer("conv4", "forest", k=10, value=2)      # doctest: +SKIP
+        """
+        return self.push(self.steering(layer, target, k, value, mask, n=n))
+
+    def attack(self, samples, target, eps=2 / 255, steps=10, layer=None, units=None, *, job=None):
+        """Attack ``samples`` (seeds or uint8 pictures) towards class ``target`` inside an
+        L-infinity ball of ``eps``; changes no state. See :func:`attacks.attack`.
+
+        >>> a = s.attack(range(8), "forest", eps=4 / 255)       # doctest: +SKIP
+        """
+        from .attacks import attack
+
+        return attack(self, samples, target, eps, steps, layer, units, job=job)
+
     # ------------------------------------------------------------------ samples
     @property
     def samples(self) -> list[int]:

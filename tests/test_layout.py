@@ -17,6 +17,7 @@ PACKAGE = "gandissect_widgets"
 LEAVES = ["checks", "render", "stats", "cache", "jobs", "hooks", "edits", "arena", "events"]
 LEAVES += ["sources", "stages", "layerkinds"]
 ANALYSES = ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos"]
+ANALYSES += ["steering", "attacks"]
 RANKS = {
     **dict.fromkeys(LEAVES, 0),
     "runner": 1,
@@ -26,6 +27,7 @@ RANKS = {
         ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos", "survey"],
         3,
     ),
+    **dict.fromkeys(["steering", "attacks"], 3),
     "session": 4,
     **dict.fromkeys(["widgets", "report", "cli", "notebook_run"], 5),
     "__init__": 6,

@@ -1,0 +1,60 @@
+"""ClassifierProbe's module alone in headless Chromium: a sketch drawn with the mouse changes
+the bars, steering previews without touching the Session until Apply, an attack shows its
+result (cancel: tests/test_classifier_probe.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gandissect_widgets.widgets import ClassifierProbe
+
+from .test_esm_composites import CompositeView
+
+pytestmark = pytest.mark.browser
+
+
+def _bars(v) -> dict:
+    rows = v.el.locator(".gw-cp-bar")
+    return {
+        rows.nth(i).get_attribute("data-cls"): float(rows.nth(i).get_attribute("data-p"))
+        for i in range(rows.count())
+    }
+
+
+def test_sketch_steer_and_attack_in_the_page(page, labelled_session):
+    s = labelled_session
+    probe = ClassifierProbe(s, "conv2", sample=3)
+    try:
+        v = CompositeView(page, probe)
+        v.flush()
+        before = _bars(v)
+        assert set(before) == {"darkish", "brightish"}
+        box = v.box(".gw-paint-view")
+        mouse = page.mouse
+        mouse.move(box["x"] + 4, box["y"] + 4)
+        mouse.down()
+        for i in range(1, 12):
+            mouse.move(box["x"] + box["width"] * i / 12, box["y"] + box["height"] * i / 12, steps=4)
+        mouse.up()
+        v.act()
+        sketched = _bars(v)
+        assert probe.canvas.mask.any() and sketched != before
+
+        v.el.get_by_label("steer towards").select_option("brightish")
+        v.act()
+        assert probe.status_kind == "preview" and s.edits == []
+        assert _bars(v) != sketched and probe.probs_preview != probe.probs
+        v.el.get_by_role("button", name="Apply").click()
+        v.act()
+        assert len(s.edits) == 1 and probe.applied
+        assert v.el.get_by_role("button", name="Remove from session").is_visible()
+
+        v.el.get_by_role("button", name="Attack").click()
+        v.act()
+        assert probe.wait_attack(30)
+        v.flush()
+        assert probe.attack_state == "done"
+        assert "dB" in v.el.locator(".gw-cp-attack-text").text_content()
+        assert v.el.locator(".gw-grid[data-name=attack] canvas").count() == 3
+    finally:
+        probe.close()
