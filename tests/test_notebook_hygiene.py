@@ -15,6 +15,7 @@ EXPECTED = [
     "04_classifier_dissection",
     "05_your_own_model",
     "06_your_own_photo",
+    "08_transformers",
 ]
 MAX_OUTPUT_BYTES = 150_000
 MAX_NOTEBOOK_BYTES = 600_000
