@@ -13,6 +13,7 @@ import gandissect_widgets as gw
 from gandissect_widgets.zoo import hamlet
 
 N = int(os.environ.get("GW_BENCH_SURVEY_SAMPLES", "200"))
+EFFECT_N = int(os.environ.get("GW_BENCH_EFFECT_SAMPLES", "50"))
 FULL = int(os.environ.get("GW_BENCH_SAMPLES", "1000"))
 CHECKED = ["layer4", "layer6", "layer8"]
 
@@ -24,30 +25,24 @@ def _top(counts: dict, k: int = 3) -> list[str]:
 def gan_survey() -> None:
     session = gw.Session.from_zoo("hamlet", device="cpu")
     start, cpu = time.perf_counter(), time.process_time()
-    table = gw.survey(session, n=N, cache=False, progress=False)
+    table = gw.survey(session, n=N, effect_n=EFFECT_N, cache=False, progress=False)
     took, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(table)
-    print(f"survey of {len(table.rows)} GAN layers, {N} samples (+50 for effects): {took:.1f} s "
+    print(f"survey of {len(table.rows)} GAN layers, {N} samples (+{EFFECT_N} for effects): "
+          f"{took:.1f} s "
           f"wall, {cpu:.1f} s process CPU")  # fmt: skip
-    print(f"layer  survey top-3  |  full dissection top-3 (n={FULL})")
-    for row in table.rows:
-        if row["layer"] not in CHECKED:
-            continue
-        full = session.dissect(row["layer"], n=FULL, progress=False)
-        share = len(full.interpretable()) / len(full.labels)
-        print(f"{row['layer']}  {_top(row['counts'])}  |  {_top(full.summary())}  "
-              f"interpretable {row['interpretable']:.0%} vs {share:.0%}")  # fmt: skip
     for row in table.rows:
         removed = ", ".join(f"{c} {v:.0%}" for c, v in row.get("removed", {}).items())
-        print(f"  {row['layer']}: best units' ablation removes {removed}")
+        print(f"  {row['layer']}: top-3 {_top(row['counts'])}; best units' ablation removes "
+              f"{removed}")  # fmt: skip
 
 
 def rule_survey() -> None:
     session = gw.Session.from_zoo("hamlet", device="cpu")
     base = hamlet.example_rule(session)  # seeds and masks picked once; the layer varies
-    layers = ["layer3", "layer4", "layer5", "layer6", "layer7", "layer8", "layer9"]
+    layers = ["layer4", "layer5", "layer6", "layer7", "layer8"]
     start = time.perf_counter()
-    table = gw.rewrite_survey(session, lambda s, layer: base, layers, ranks=(1, 2), n=200)
+    table = gw.rewrite_survey(session, lambda s, layer: base, layers, n=100)
     print(table)
     best = table.best()
     print(f"best: {best['layer']} rank {best['rank']} ({best['success']:.1%} success, "
@@ -75,9 +70,22 @@ def classifier_surveys() -> None:
                       f"classes {others:+.1f} points (500 held-out scenes)")  # fmt: skip
 
 
-def main(parts=("gan", "rule", "classifiers")) -> None:
+def full_dissections() -> None:
+    session = gw.Session.from_zoo("hamlet", device="cpu")
+    for layer in CHECKED:
+        start = time.perf_counter()
+        d = session.dissect(layer, n=FULL, progress=False)
+        share = len(d.interpretable()) / len(d.labels)
+        print(
+            f"{layer} full dissection, {FULL} samples: top-3 {_top(d.summary())}, "
+            f"{share:.0%} with a concept, {d.summary()} ({time.perf_counter() - start:.0f} s)"
+        )
+
+
+def main(parts=("gan", "full", "rule", "classifiers")) -> None:
     for part in parts:
-        {"gan": gan_survey, "rule": rule_survey, "classifiers": classifier_surveys}[part]()
+        {"gan": gan_survey, "full": full_dissections, "rule": rule_survey,
+         "classifiers": classifier_surveys}[part]()  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -86,4 +94,4 @@ if __name__ == "__main__":
     import torch
 
     torch.set_num_threads(2)
-    main(sys.argv[1:] or ("gan", "rule", "classifiers"))
+    main(sys.argv[1:] or ("gan", "full", "rule", "classifiers"))

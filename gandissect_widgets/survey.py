@@ -108,7 +108,7 @@ class Survey(_Table):
             best = sorted(row["counts"], key=lambda c: -row["counts"][c])[:4]
             return ", ".join(
                 f"{c} {row['counts'][c]}"
-                + (f" (-{row['removed'][c]:.0%})" if c in row.get("removed", {}) else "")
+                + (f" ({-row['removed'][c]:+.0%})" if c in row.get("removed", {}) else "")
                 for c in best
             )
         return row[column]
