@@ -171,12 +171,40 @@ def _sum_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+_BLOCK = 256  # rows summed together before float64 takes over (column-wise sums)
+_CONDITION = 4.0  # one pass when every unit's sum of squares is at most this x its centred one
+
+
+def _unit_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-unit (sum, sum of squares) of x (N, C, *spatial), float64, from float32 partial sums
+    (float64 for float64 input) of at most a few thousand values each: one ``sum`` and one
+    ``vector_norm`` over the batch as it lies in memory, no temporary copy of it."""
+    c = x.shape[1]
+    if x.dim() == 2 or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+        rows = x if x.dim() == 2 else x.permute(0, 2, 3, 1).reshape(-1, c)  # (M, C): a view
+        m = rows.shape[0] - rows.shape[0] % _BLOCK
+        parts = [rows[:m].view(-1, _BLOCK, c), rows[m:].unsqueeze(0)] if m else [rows[None]]
+        s1 = sum(p.sum(1).double().sum(0) for p in parts if p.numel())
+        s2 = sum(
+            torch.linalg.vector_norm(p, dim=1).double().square().sum(0) for p in parts if p.numel()
+        )
+        return s1, s2
+    rows = x.reshape(x.shape[0] * c, -1)  # (N C, H W): a view of an NCHW batch
+    s1 = rows.sum(1).double().view(-1, c).sum(0)
+    s2 = torch.linalg.vector_norm(rows, dim=1).double().square().view(-1, c).sum(0)
+    return s1, s2
+
+
 class Moments(_Stat):
     """Per-unit count, mean and variance, merged with Chan's parallel algorithm.
 
-    ``update(x)`` takes (N, C) or (N, C, H, W); each position counts as one sample.  Each batch
-    is reduced in two passes (mean, then deviations from it, corrected) with float32 pairwise
-    sums (float64 for float64 input); batches and shards combine in float64.
+    ``update(x)`` takes (N, C) or (N, C, H, W); each position counts as one sample.  A batch is
+    read once for its sums and once for its sums of squares (float32 partial sums of each map,
+    float64 for float64 input, combined in float64), which gives the variance to about 1e-6
+    of itself while each unit's mean is small beside its spread (sum of squares at most 4x the
+    centred one, as in ReLU features).  Otherwise the batch is summed again about those means
+    (shifted sums), so batches far from zero keep full accuracy.  Batches and shards combine in
+    float64.
 
     >>> m = Moments(); m.update(torch.tensor([[1.0], [3.0]]))
     >>> m.mean.tolist(), m.variance.tolist()
@@ -191,18 +219,23 @@ class Moments(_Stat):
     def update(self, x) -> None:
         x = _check_batch(x, self.units, "Moments")
         self.units = x.shape[1]
-        x = x.reshape(x.shape[0], x.shape[1], -1)
-        n = x.shape[0] * x.shape[2]
+        n = x.numel() // max(1, x.shape[1])
         if not n:
             return
-        acc = _sum_dtype(x)
-        rough = x.sum((0, 2), dtype=acc) / n
-        deviations = x.to(acc) - rough[:, None]  # a new tensor: squared in place below
-        # corrected two-pass (Chan, Golub & LeVeque): the deviations' sum repairs the rounding
-        # of the first mean, so that batches far from zero still combine to float64 accuracy
-        shift = deviations.sum((0, 2)).double()
-        m2 = deviations.square_().sum((0, 2)).double() - shift**2 / n
-        self._combine(n, rough.double() + shift / n, m2)
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        s1, s2 = _unit_sums(x)
+        mean = s1 / n
+        m2 = s2 - s1 * mean
+        if not bool((s2 <= _CONDITION * m2).all()):
+            # mean far from zero beside the spread: sum the deviations from this first mean,
+            # which hold the digits the squares above lost
+            shift = mean.to(x.dtype)
+            view = (-1,) + (1,) * (x.dim() - 2)
+            d1, d2 = _unit_sums(x - shift.view(view))
+            mean = shift.double() + d1 / n
+            m2 = d2 - d1 * (d1 / n)
+        self._combine(n, mean, m2.clamp_min(0))
 
     def _combine(self, n: int, mean: torch.Tensor, m2: torch.Tensor) -> None:
         if self._mean is None:
@@ -283,16 +316,18 @@ def _gram(u: torch.Tensor) -> torch.Tensor:
     """``u @ u.T`` for u (C, M), exactly symmetric.
 
     On the CPU, numpy's ``a @ a.T`` runs BLAS ``syrk`` (one triangle: half the products of a
-    general matrix product) on as many threads as torch uses.  Elsewhere, and where numpy's
-    BLAS threads cannot be set, torch computes the blocks on and above the diagonal (about
-    5/8 of the products for C >= 64) and mirrors them.
+    general matrix product) on one thread: OpenBLAS's threads spin while they wait for each
+    other, and beside other work a 2-thread product took up to 14x its 1-thread time, while
+    one thread doing half the products keeps up with a 2-thread GEMM.  Elsewhere, and where
+    numpy's BLAS threads cannot be set, torch computes the blocks on and above the diagonal
+    (about 5/8 of the products for C >= 64) and mirrors them.
     """
     blas = _openblas() if _on_numpy(u) and u.dtype in (torch.float32, torch.float64) else None
     if blas is not None:
         a = u.numpy()
         set_threads, get_threads = blas
         before = get_threads()
-        set_threads(torch.get_num_threads())
+        set_threads(1)
         try:
             return torch.from_numpy(a @ a.T)
         finally:
@@ -329,6 +364,9 @@ class SecondMoment(_Stat):
     def update(self, k) -> None:
         k = _check_batch(k, self.units, "SecondMoment")
         self.units = k.shape[1]
+        if k.dim() == 4 and k.is_contiguous(memory_format=torch.channels_last):
+            k = k.permute(0, 2, 3, 1).reshape(-1, k.shape[1])  # rows (M, C): a view
+        # rows give u as a transposed view; maps (N, C, ...) need one units-major copy
         u = k.transpose(0, 1).reshape(k.shape[1], -1) if k.dim() > 2 else k.T
         if u.shape[1]:
             self._add(u.shape[1], _gram(u.to(_sum_dtype(u))).double())
