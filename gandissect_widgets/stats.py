@@ -411,6 +411,22 @@ def _flip(bits: torch.Tensor) -> torch.Tensor:
     return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
+def _packable(values: torch.Tensor, ids: torch.Tensor) -> bool:
+    return values.dtype == torch.float32 and bool(ids.min() >= 0) and bool(ids.max() < _ID_LIMIT)
+
+
+def _pack(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """int64 keys that order like (value, then smaller id): float32 ``values``, ``ids`` in
+    [0, 2**32) (broadcast against ``values``)."""
+    bits = _flip((values + 0.0).view(torch.int32))  # + 0.0: -0.0 ties with 0.0
+    return (bits.long() << 32) | (_ID_LIMIT - 1 - ids)
+
+
+def _unpack(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = (_ID_LIMIT - 1) - (keys & (_ID_LIMIT - 1))
+    return _flip((keys >> 32).int()).view(torch.float32), ids
+
+
 def _best(values: torch.Tensor, ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best entries of each row, best first: larger value, then smaller id.
 
@@ -419,11 +435,8 @@ def _best(values: torch.Tensor, ids: torch.Tensor, k: int) -> tuple[torch.Tensor
     it; anything else takes two stable sorts.  Both give the same answer.
     """
     k = min(k, values.shape[1])
-    if values.dtype == torch.float32 and bool(ids.min() >= 0) and bool(ids.max() < _ID_LIMIT):
-        bits = _flip((values + 0.0).view(torch.int32))  # + 0.0: -0.0 ties with 0.0
-        top = ((bits.long() << 32) | (_ID_LIMIT - 1 - ids)).topk(k, dim=1).values
-        ids = (_ID_LIMIT - 1) - (top & (_ID_LIMIT - 1))
-        return _flip((top >> 32).int()).view(torch.float32), ids
+    if _packable(values, ids):
+        return _unpack(_pack(values, ids).topk(k, dim=1).values)
     order = ids.argsort(dim=1, stable=True)
     values, ids = values.gather(1, order), ids.gather(1, order)
     order = values.argsort(dim=1, descending=True, stable=True)[:, :k]
@@ -483,10 +496,41 @@ class TopK(_Stat):
         """Fold the queued batches into the k best."""
         if not self._queue:
             return
-        values = torch.cat([v for v, _ in self._queue]).T
-        ids = torch.cat([i for _, i in self._queue]).expand(values.shape[0], -1)
+        values = torch.cat([v for v, _ in self._queue])  # (B, C)
+        ids = torch.cat([i for _, i in self._queue])  # (B,)
         self._queue, self._queued = [], 0
-        self._keep(values, ids)
+        kept = self._values is None or self._values.dtype == torch.float32
+        if kept and _packable(values, ids):
+            self._values, self._ids = self._best_packed(values, ids)
+            return
+        self._keep(values.T, ids.expand(values.shape[1], -1))
+
+    def _best_packed(self, values: torch.Tensor, ids: torch.Tensor):
+        """The k best of the kept entries and float32 ``values`` (B, C) of samples ``ids``
+        (B,) in [0, 2**32), by one ``topk`` over packed keys.  Once k are kept, only values at
+        or above a unit's k-th best can enter (NaN ranks above all): just those are packed,
+        beside the kept keys, so a reduction costs a comparison over the queue and little more.
+        """
+        c, device = values.shape[1], values.device
+        if self._values is None:
+            keys = _pack(values, ids[:, None]).T
+        elif self._values.shape[1] < self.k:
+            kept = _pack(self._values, self._ids).to(device)
+            keys = torch.cat([kept, _pack(values, ids[:, None]).T], dim=1)
+        else:
+            kept = _pack(self._values, self._ids).to(device)
+            floor = self._values[:, -1].to(device)
+            rows, cols = ((values >= floor) | values.isnan()).nonzero(as_tuple=True)
+            if not cols.numel():
+                return self._values, self._ids
+            order = cols.argsort(stable=True)  # by unit, rows (samples) in order within each
+            rows, cols = rows[order], cols[order]
+            counts = torch.bincount(cols, minlength=c)
+            slot = torch.arange(cols.numel(), device=device) - (counts.cumsum(0) - counts)[cols]
+            keys = kept.new_full((c, self.k + int(counts.max())), torch.iinfo(torch.int64).min)
+            keys[:, : self.k] = kept
+            keys[cols, self.k + slot] = _pack(values[rows, cols], ids[rows])
+        return _unpack(keys.contiguous().topk(min(self.k, keys.shape[1]), dim=1).values)
 
     def _keep(self, values: torch.Tensor, ids: torch.Tensor) -> None:
         if self._values is not None:
