@@ -15,8 +15,9 @@ beside, in the same interleaved rounds:
   batch through the ``permute(0, 2, 3, 1)`` copy its API needs otherwise.
 
 Interleaved rounds: every candidate sweeps in turn, round after round, so bursts of other work
-hit them alike; a figure is the median of the rounds' per-call means.  The machine's load
-average is printed with every block.
+hit them alike; a figure is the median of the rounds' per-call means, in wall time and in this
+process's CPU time (all its threads: spinning threads count), which a machine shared with other
+work disturbs less at 1 thread.  The machine's load average is printed with every block.
 
 Accuracy: the quantile sketch's rank error at q = 0.99 on 10^6 values per unit, single pass and
 merged; and on hamlet layers as a dissection builds it (shards of 256 samples, each sketch
@@ -87,18 +88,19 @@ class _Sweep:
     def __init__(self, fn, calls: int):
         self.fn, self.calls, self.i = fn, calls, 0
 
-    def __call__(self) -> float:
-        """ms per call over one sweep."""
-        t0 = time.perf_counter()
+    def __call__(self) -> tuple[float, float]:
+        """(wall ms, CPU ms of this process, all threads) per call over one sweep."""
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(self.calls):
             self.fn(self.i % POOL)
             self.i += 1
-        return (time.perf_counter() - t0) / self.calls * 1e3
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return wall / self.calls * 1e3, cpu / self.calls * 1e3
 
 
-def interleaved(fns: dict, calls: int, rounds: int = ROUNDS) -> dict[str, float]:
-    """ms per call of each ``fn(i)``: the median over ``rounds`` interleaved rounds of the mean
-    call of a sweep of ``calls`` distinct batches."""
+def interleaved(fns: dict, calls: int, rounds: int = ROUNDS) -> tuple[dict, dict]:
+    """ms per call of each ``fn(i)``, wall and CPU time: the medians over ``rounds``
+    interleaved rounds of the mean call of a sweep of ``calls`` distinct batches."""
     sweeps = {name: _Sweep(fn, calls) for name, fn in fns.items()}
     for sweep in sweeps.values():  # warm-up: allocations, first compactions
         sweep()
@@ -106,7 +108,9 @@ def interleaved(fns: dict, calls: int, rounds: int = ROUNDS) -> dict[str, float]
     for _ in range(rounds):
         for name, sweep in sweeps.items():
             times[name].append(sweep())
-    return {name: statistics.median(v) for name, v in times.items()}
+    wall = {name: statistics.median(w for w, _ in v) for name, v in times.items()}
+    cpu = {name: statistics.median(c for _, c in v) for name, v in times.items()}
+    return wall, cpu
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +163,7 @@ def cases(shape, rs) -> dict[str, dict]:
             "ours": lambda i: topk_rows.update(peaks[i], ids[i]),
         },
         "IoU, 32 concepts at 64x64": {
-            "calls": 2,
+            "calls": 1,
             "ours": lambda i: iou.update(maps[i], concepts[i]),
         },
     }
@@ -241,9 +245,10 @@ def speed(rs, threads=THREADS, label="") -> dict:
             print(f"-- {shape} batches, {count} torch thread(s){label}; {load()}", flush=True)
             for name, case in cases(shape, rs).items():
                 calls = case.pop("calls")
-                t = interleaved(case, calls)
-                results[(count, shape, name)] = t
-                report(f"  {name}", _line(t))
+                wall, cpu = interleaved(case, calls)
+                results[(count, shape, name)] = wall, cpu
+                report(f"  {name}", "wall " + _line(wall))
+                report("", "CPU  " + _line(cpu))
             print(f"   ({load()})", flush=True)
     if rs is None:
         report("baukit side by side", "skipped: set BAUKIT_PATH to a baukit checkout")
@@ -304,15 +309,17 @@ def accuracy() -> None:
 
 
 def hamlet(sets: int = 5, q: float = 0.99) -> None:
-    """The sketch as a dissection builds it, on hamlet layers, against the exact quantile."""
+    """The sketch as a dissection builds it, on hamlet layers, against the exact quantile;
+    ``GW_BENCH_CAPACITIES=4096,6144`` compares capacities on the same activations."""
     import gandissect_widgets as gw
     from gandissect_widgets import passes
 
     torch.set_num_threads(2)
     session = gw.Session.from_zoo("hamlet", device="cpu")
     bs, shard = session.batch_size, passes.shard_size(None, session.batch_size)
-    levels = passes.Levels(q)
-    worst = {layer: [] for layer in HAMLET_LAYERS}
+    default = Quantile().capacity
+    capacities = [int(c) for c in os.environ.get("GW_BENCH_CAPACITIES", str(default)).split(",")]
+    worst = {(layer, cap): [] for layer in HAMLET_LAYERS for cap in capacities}
     for s in range(sets):
         seeds = list(range(s * HAMLET_SAMPLES, (s + 1) * HAMLET_SAMPLES))
         acts = {layer: [] for layer in HAMLET_LAYERS}
@@ -322,26 +329,27 @@ def hamlet(sets: int = 5, q: float = 0.99) -> None:
                 acts[layer].append(seen[layer].float())
         for layer in HAMLET_LAYERS:
             c = acts[layer][0].shape[1]
-            per_shard = shard // bs
-            sketches = []
-            for index, start in enumerate(range(0, len(acts[layer]), per_shard)):
-                sketch = levels.statistic(c, index)
-                for batch in acts[layer][start : start + per_shard]:
-                    sketch.update(batch)
-                sketches.append(sketch)
-            merged = merge_tree(sketches)
             exact = np.sort(torch.cat(acts[layer]).transpose(0, 1).reshape(c, -1).numpy(), axis=1)
-            error = _rank_error(exact, levels.thresholds(merged).numpy(), q)
-            worst[layer].append(error.max())
-            report(
-                f"hamlet {layer}, samples {seeds[0]}-{seeds[-1]}",
-                f"worst unit {error.max():.4%}, RMS {np.sqrt((error**2).mean()):.4%} over "
-                f"{c} units; bound {merged.rank_error():.3%}",
-            )
-    for layer, errors in worst.items():
+            per_shard = shard // bs
+            for cap in capacities:
+                sketches = []  # as passes.Levels.statistic makes them: seeded by shard index
+                for index, start in enumerate(range(0, len(acts[layer]), per_shard)):
+                    sketch = Quantile(c, capacity=cap, seed=index)
+                    for batch in acts[layer][start : start + per_shard]:
+                        sketch.update(batch)
+                    sketches.append(sketch)
+                merged = merge_tree(sketches)
+                error = _rank_error(exact, merged.quantile(q).float().numpy(), q)
+                worst[(layer, cap)].append(error.max())
+                report(
+                    f"hamlet {layer}, capacity {cap}, samples {seeds[0]}-{seeds[-1]}",
+                    f"worst unit {error.max():.4%}, RMS {np.sqrt((error**2).mean()):.4%} over "
+                    f"{c} units; bound {merged.rank_error():.3%}",
+                )
+    for (layer, cap), errors in worst.items():
         report(
-            f"hamlet {layer}: worst unit over {sets} sample sets",
-            f"{max(errors):.4%} (goal <= 0.05%)",
+            f"hamlet {layer}, capacity {cap}: worst unit, {sets} sets",
+            f"{max(errors):.4%} (goal <= 0.05%; per set: {', '.join(f'{e:.4%}' for e in errors)})",
         )
 
 
