@@ -60,6 +60,8 @@ POOL = int(os.environ.get("GW_BENCH_POOL", "8"))  # 8 x 8 MB per layout: beyond 
 RANK_UNITS = int(os.environ.get("GW_BENCH_RANK_UNITS", "64"))
 HAMLET_SAMPLES = int(os.environ.get("GW_BENCH_SAMPLES", "2000"))
 HAMLET_LAYERS = ["layer4", "layer5", "layer6", "layer7"]
+# a subset of the statistics, e.g. "Moments;SecondMoment"; names as printed
+CASES = [n for n in os.environ.get("GW_BENCH_CASES", "").split(";") if n]
 
 
 def baukit_runningstats():
@@ -113,6 +115,10 @@ def interleaved(fns: dict, calls: int, rounds: int = ROUNDS) -> tuple[dict, dict
     return wall, cpu
 
 
+def _wanted(name: str) -> bool:
+    return not CASES or name in CASES
+
+
 def _rows(x: torch.Tensor) -> torch.Tensor:
     """baukit's layout, one row per position (N H W, C): a view of a channels-last batch, a
     copy of an NCHW one."""
@@ -135,8 +141,8 @@ def cases(shape, rs) -> dict[str, dict]:
         return torch.sum(maps[i])
 
     quantile = Quantile(seed=0)
-    for x in maps:  # a filled sketch: updates pay for steady-state compactions
-        quantile.update(x)
+    for x in maps if _wanted("Quantile (sketch)") else maps[:1]:
+        quantile.update(x)  # a filled sketch: updates pay for steady-state compactions
     thresholds = quantile.quantile(0.99)
     tail_total = 64 * values_per_unit  # a dissection of 64 such batches (4096 samples)
     tail = TailQuantile(0.99, tail_total)
@@ -208,12 +214,11 @@ def _add_baukit(found, rs, maps, last, peaks, ids, concepts, thresholds) -> None
         ("SecondMoment", rs.SecondMoment),
     ):
         found[name]["baukit"], found[name]["baukit + copy"] = per_row(make)
-    q_free, q_copied = filled_quantile(last), filled_quantile(maps)
-    t_free, t_copied = filled_quantile(last), filled_quantile(maps)
-    found["Quantile (sketch)"]["baukit"] = lambda i: q_free.add(_rows(last[i]))
-    found["Quantile (sketch)"]["baukit + copy"] = lambda i: q_copied.add(_rows(maps[i]))
-    found["TailQuantile (exact, q=0.99)"]["baukit"] = lambda i: t_free.add(_rows(last[i]))
-    found["TailQuantile (exact, q=0.99)"]["baukit + copy"] = lambda i: t_copied.add(_rows(maps[i]))
+    for name in ("Quantile (sketch)", "TailQuantile (exact, q=0.99)"):
+        if _wanted(name):  # filling baukit's sketch takes a while
+            free, copied = filled_quantile(last), filled_quantile(maps)
+            found[name]["baukit"] = lambda i, q=free: q.add(_rows(last[i]))
+            found[name]["baukit + copy"] = lambda i, q=copied: q.add(_rows(maps[i]))
     # TopK: both take the per-sample spatial max of the NCHW batch (no permute either way)
     top_free, top_rows = rs.TopK(k=64), rs.TopK(k=64)
     found["TopK, from the batch"]["baukit"] = lambda i: top_free.add(
@@ -244,6 +249,8 @@ def speed(rs, threads=THREADS, label="") -> dict:
         for shape in SHAPES:
             print(f"-- {shape} batches, {count} torch thread(s){label}; {load()}", flush=True)
             for name, case in cases(shape, rs).items():
+                if not _wanted(name):
+                    continue
                 calls = case.pop("calls")
                 wall, cpu = interleaved(case, calls)
                 results[(count, shape, name)] = wall, cpu
