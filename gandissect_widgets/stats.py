@@ -7,10 +7,10 @@ on the device of the batches they see (no host copies on a GPU).
 
 Each update is the bare torch (or, on the CPU, numpy) operation the statistic needs and little
 else: one sort per unit for :class:`Quantile` (numpy's vectorised sort on the CPU), one
-partition for :class:`TailQuantile`, a spatial max for :class:`TopK` (candidates are reduced in
-bulk), two reductions for :class:`Moments` and one matrix product, upper blocks only, for
-:class:`SecondMoment`.  Batches are summed in float32 (pairwise) and batch results combined in
-float64; float64 input is computed in float64 throughout.
+partition for :class:`TailQuantile`, a spatial max for :class:`TopK` (candidates reduced in
+bulk, only those that can still enter), two reads of the batch for :class:`Moments` (its sums
+and its sums of squares) and one one-triangle matrix product for :class:`SecondMoment`.  Batches are summed in float32 and
+batch results combined in float64; float64 input is computed in float64 throughout.
 
 >>> import torch
 >>> from gandissect_widgets.stats import Moments
