@@ -9,8 +9,9 @@ Each update is the bare torch (or, on the CPU, numpy) operation the statistic ne
 else: one sort per unit for :class:`Quantile` (numpy's vectorised sort on the CPU), one
 partition for :class:`TailQuantile`, a spatial max for :class:`TopK` (candidates reduced in
 bulk, only those that can still enter), two reads of the batch for :class:`Moments` (its sums
-and its sums of squares) and one one-triangle matrix product for :class:`SecondMoment`.  Batches are summed in float32 and
-batch results combined in float64; float64 input is computed in float64 throughout.
+and its sums of squares) and one one-triangle matrix product for :class:`SecondMoment`.
+Batches are summed in float32 and batch results combined in float64; float64 input is
+computed in float64 throughout.
 
 >>> import torch
 >>> from gandissect_widgets.stats import Moments
