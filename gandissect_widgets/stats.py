@@ -176,24 +176,31 @@ _BLOCK = 256  # rows summed together before float64 takes over (column-wise sums
 _CONDITION = 4.0  # one pass when every unit's sum of squares is at most this x its centred one
 
 
+def _row_squares(rows: torch.Tensor) -> torch.Tensor:
+    """Each row's sum of squares, float32 (float64) partial sums, no copy of ``rows``: numpy's
+    ``einsum`` on the CPU (one read, exact products), a squared ``vector_norm`` elsewhere."""
+    if _on_numpy(rows) and rows.is_contiguous():
+        a = rows.numpy()
+        return torch.from_numpy(np.einsum("ij,ij->i", a, a)).double()
+    return torch.linalg.vector_norm(rows, dim=1).double().square()
+
+
 def _unit_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-unit (sum, sum of squares) of x (N, C, *spatial), float64, from float32 partial sums
-    (float64 for float64 input) of at most a few thousand values each: one ``sum`` and one
-    ``vector_norm`` over the batch as it lies in memory, no temporary copy of it."""
+    (float64 for float64 input) of at most a few thousand values each: one sum and one sum of
+    squares over an NCHW batch as it lies in memory, no temporary copy of it."""
     c = x.shape[1]
     if x.dim() == 2 or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
         rows = x if x.dim() == 2 else x.permute(0, 2, 3, 1).reshape(-1, c)  # (M, C): a view
         m = rows.shape[0] - rows.shape[0] % _BLOCK
         parts = [rows[:m].view(-1, _BLOCK, c), rows[m:].unsqueeze(0)] if m else [rows[None]]
-        s1 = sum(p.sum(1).double().sum(0) for p in parts if p.numel())
-        s2 = sum(
-            torch.linalg.vector_norm(p, dim=1).double().square().sum(0) for p in parts if p.numel()
-        )
+        parts = [p for p in parts if p.numel()]
+        s1 = sum(p.sum(1).double().sum(0) for p in parts)
+        s2 = sum((p * p).sum(1).double().sum(0) for p in parts)
         return s1, s2
     rows = x.reshape(x.shape[0] * c, -1)  # (N C, H W): a view of an NCHW batch
     s1 = rows.sum(1).double().view(-1, c).sum(0)
-    s2 = torch.linalg.vector_norm(rows, dim=1).double().square().view(-1, c).sum(0)
-    return s1, s2
+    return s1, _row_squares(rows).view(-1, c).sum(0)
 
 
 class Moments(_Stat):
