@@ -507,7 +507,7 @@ class TopK(_Stat):
         values = torch.cat([v for v, _ in self._queue])  # (B, C)
         ids = torch.cat([i for _, i in self._queue])  # (B,)
         self._queue, self._queued = [], 0
-        kept = self._values is None or self._values.dtype == torch.float32
+        kept = self._values is None or _packable(self._values, self._ids)
         if kept and _packable(values, ids):
             self._values, self._ids = self._best_packed(values, ids)
             return

@@ -201,6 +201,16 @@ def test_topk_nan_ranks_first_once_k_are_kept():
     assert got_values[0, 0].isnan() and got_values[0, 1:].tolist() == [2999.0, 2998.0]
 
 
+def test_topk_kept_ids_beyond_2_32_are_never_packed():
+    big = TopK(k=2)
+    big.update(torch.tensor([[5.0], [1.0]]), torch.tensor([2**40, 2**40 + 1]))
+    small = TopK(k=2)
+    small.update(torch.tensor([[3.0]]), torch.tensor([7]))
+    small.merge(big)  # kept: float32 values with ids >= 2**32
+    small.update(torch.tensor([[4.0], [0.0]]), torch.tensor([8, 9]))
+    assert small.result()[1].tolist() == [[2**40, 8]]
+
+
 def test_topk_keeps_its_own_copy_of_2d_batches():
     values = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     stat = TopK(k=1)
