@@ -407,7 +407,10 @@ def dissect(
     (``python -m benchmarks dissect``; BENCHMARKS.md).  The quantile is exact
     (:class:`~gandissect_widgets.stats.TailQuantile`) when each unit's top ``1 - quantile``
     share of values fits ``exact_mb`` MiB (default 256), else a sketch whose worst-case
-    rank error is recorded in ``rank_error``.
+    rank error is recorded in ``rank_error``.  Only exact thresholds are independent of
+    ``shard_size``: the sketch is built per shard (seeded by the shard's index) and merged, so
+    another shard size gives other thresholds, within that rank error; the same shard size
+    gives the same bits on any executor.
 
     Token layers (N, T, C) are dissected as the (N, C, h, w) maps of their patch tokens. A
     vector layer (N, C) is dissected image by image: a unit is "on" in the images where its

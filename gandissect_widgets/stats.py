@@ -7,10 +7,11 @@ on the device of the batches they see (no host copies on a GPU).
 
 Each update is the bare torch (or, on the CPU, numpy) operation the statistic needs and little
 else: one sort per unit for :class:`Quantile` (numpy's vectorised sort on the CPU), one
-partition for :class:`TailQuantile`, a spatial max for :class:`TopK` (candidates are reduced in
-bulk), two reductions for :class:`Moments` and one matrix product, upper blocks only, for
-:class:`SecondMoment`.  Batches are summed in float32 (pairwise) and batch results combined in
-float64; float64 input is computed in float64 throughout.
+partition for :class:`TailQuantile`, a spatial max for :class:`TopK` (candidates reduced in
+bulk, only those that can still enter), two reads of the batch for :class:`Moments` (its sums
+and its sums of squares) and one one-triangle matrix product for :class:`SecondMoment`.
+Batches are summed in float32 and batch results combined in float64; float64 input is
+computed in float64 throughout.
 
 >>> import torch
 >>> from gandissect_widgets.stats import Moments
@@ -171,12 +172,47 @@ def _sum_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+_BLOCK = 256  # rows summed together before float64 takes over (column-wise sums)
+_CONDITION = 4.0  # one pass when every unit's sum of squares is at most this x its centred one
+
+
+def _row_squares(rows: torch.Tensor) -> torch.Tensor:
+    """Each row's sum of squares, float32 (float64) partial sums, no copy of ``rows``: numpy's
+    ``einsum`` on the CPU (one read, exact products), a squared ``vector_norm`` elsewhere."""
+    if _on_numpy(rows) and rows.is_contiguous():
+        a = rows.numpy()
+        return torch.from_numpy(np.einsum("ij,ij->i", a, a)).double()
+    return torch.linalg.vector_norm(rows, dim=1).double().square()
+
+
+def _unit_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-unit (sum, sum of squares) of x (N, C, *spatial), float64, from float32 partial sums
+    (float64 for float64 input) of at most a few thousand values each: one sum and one sum of
+    squares over an NCHW batch as it lies in memory, no temporary copy of it."""
+    c = x.shape[1]
+    if x.dim() == 2 or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+        rows = x if x.dim() == 2 else x.permute(0, 2, 3, 1).reshape(-1, c)  # (M, C): a view
+        m = rows.shape[0] - rows.shape[0] % _BLOCK
+        parts = [rows[:m].view(-1, _BLOCK, c), rows[m:].unsqueeze(0)] if m else [rows[None]]
+        parts = [p for p in parts if p.numel()]
+        s1 = sum(p.sum(1).double().sum(0) for p in parts)
+        s2 = sum((p * p).sum(1).double().sum(0) for p in parts)
+        return s1, s2
+    rows = x.reshape(x.shape[0] * c, -1)  # (N C, H W): a view of an NCHW batch
+    s1 = rows.sum(1).double().view(-1, c).sum(0)
+    return s1, _row_squares(rows).view(-1, c).sum(0)
+
+
 class Moments(_Stat):
     """Per-unit count, mean and variance, merged with Chan's parallel algorithm.
 
-    ``update(x)`` takes (N, C) or (N, C, H, W); each position counts as one sample.  Each batch
-    is reduced in two passes (mean, then deviations from it, corrected) with float32 pairwise
-    sums (float64 for float64 input); batches and shards combine in float64.
+    ``update(x)`` takes (N, C) or (N, C, H, W); each position counts as one sample.  A batch is
+    read once for its sums and once for its sums of squares (float32 partial sums of each map,
+    float64 for float64 input, combined in float64), which gives the variance to about 1e-6
+    of itself while each unit's mean is small beside its spread (sum of squares at most 4x the
+    centred one, as in ReLU features).  Otherwise the batch is summed again about those means
+    (shifted sums), so batches far from zero keep full accuracy.  Batches and shards combine in
+    float64.
 
     >>> m = Moments(); m.update(torch.tensor([[1.0], [3.0]]))
     >>> m.mean.tolist(), m.variance.tolist()
@@ -191,18 +227,23 @@ class Moments(_Stat):
     def update(self, x) -> None:
         x = _check_batch(x, self.units, "Moments")
         self.units = x.shape[1]
-        x = x.reshape(x.shape[0], x.shape[1], -1)
-        n = x.shape[0] * x.shape[2]
+        n = x.numel() // max(1, x.shape[1])
         if not n:
             return
-        acc = _sum_dtype(x)
-        rough = x.sum((0, 2), dtype=acc) / n
-        deviations = x.to(acc) - rough[:, None]  # a new tensor: squared in place below
-        # corrected two-pass (Chan, Golub & LeVeque): the deviations' sum repairs the rounding
-        # of the first mean, so that batches far from zero still combine to float64 accuracy
-        shift = deviations.sum((0, 2)).double()
-        m2 = deviations.square_().sum((0, 2)).double() - shift**2 / n
-        self._combine(n, rough.double() + shift / n, m2)
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        s1, s2 = _unit_sums(x)
+        mean = s1 / n
+        m2 = s2 - s1 * mean
+        if not bool((s2 <= _CONDITION * m2).all()):
+            # mean far from zero beside the spread: sum the deviations from this first mean,
+            # which hold the digits the squares above lost
+            shift = mean.to(x.dtype)
+            view = (-1,) + (1,) * (x.dim() - 2)
+            d1, d2 = _unit_sums(x - shift.view(view))
+            mean = shift.double() + d1 / n
+            m2 = d2 - d1 * (d1 / n)
+        self._combine(n, mean, m2.clamp_min(0))
 
     def _combine(self, n: int, mean: torch.Tensor, m2: torch.Tensor) -> None:
         if self._mean is None:
@@ -283,16 +324,18 @@ def _gram(u: torch.Tensor) -> torch.Tensor:
     """``u @ u.T`` for u (C, M), exactly symmetric.
 
     On the CPU, numpy's ``a @ a.T`` runs BLAS ``syrk`` (one triangle: half the products of a
-    general matrix product) on as many threads as torch uses.  Elsewhere, and where numpy's
-    BLAS threads cannot be set, torch computes the blocks on and above the diagonal (about
-    5/8 of the products for C >= 64) and mirrors them.
+    general matrix product) on one thread: OpenBLAS's threads spin while they wait for each
+    other, and beside other work a 2-thread product took up to 14x its 1-thread time, while
+    one thread doing half the products keeps up with a 2-thread GEMM.  Elsewhere, and where
+    numpy's BLAS threads cannot be set, torch computes the blocks on and above the diagonal
+    (about 5/8 of the products for C >= 64) and mirrors them.
     """
     blas = _openblas() if _on_numpy(u) and u.dtype in (torch.float32, torch.float64) else None
     if blas is not None:
         a = u.numpy()
         set_threads, get_threads = blas
         before = get_threads()
-        set_threads(torch.get_num_threads())
+        set_threads(1)
         try:
             return torch.from_numpy(a @ a.T)
         finally:
@@ -329,6 +372,9 @@ class SecondMoment(_Stat):
     def update(self, k) -> None:
         k = _check_batch(k, self.units, "SecondMoment")
         self.units = k.shape[1]
+        if k.dim() == 4 and k.is_contiguous(memory_format=torch.channels_last):
+            k = k.permute(0, 2, 3, 1).reshape(-1, k.shape[1])  # rows (M, C): a view
+        # rows give u as a transposed view; maps (N, C, ...) need one units-major copy
         u = k.transpose(0, 1).reshape(k.shape[1], -1) if k.dim() > 2 else k.T
         if u.shape[1]:
             self._add(u.shape[1], _gram(u.to(_sum_dtype(u))).double())
@@ -373,6 +419,22 @@ def _flip(bits: torch.Tensor) -> torch.Tensor:
     return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
+def _packable(values: torch.Tensor, ids: torch.Tensor) -> bool:
+    return values.dtype == torch.float32 and bool(ids.min() >= 0) and bool(ids.max() < _ID_LIMIT)
+
+
+def _pack(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """int64 keys that order like (value, then smaller id): float32 ``values``, ``ids`` in
+    [0, 2**32) (broadcast against ``values``)."""
+    bits = _flip((values + 0.0).view(torch.int32))  # + 0.0: -0.0 ties with 0.0
+    return (bits.long() << 32) | (_ID_LIMIT - 1 - ids)
+
+
+def _unpack(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = (_ID_LIMIT - 1) - (keys & (_ID_LIMIT - 1))
+    return _flip((keys >> 32).int()).view(torch.float32), ids
+
+
 def _best(values: torch.Tensor, ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best entries of each row, best first: larger value, then smaller id.
 
@@ -381,11 +443,8 @@ def _best(values: torch.Tensor, ids: torch.Tensor, k: int) -> tuple[torch.Tensor
     it; anything else takes two stable sorts.  Both give the same answer.
     """
     k = min(k, values.shape[1])
-    if values.dtype == torch.float32 and bool(ids.min() >= 0) and bool(ids.max() < _ID_LIMIT):
-        bits = _flip((values + 0.0).view(torch.int32))  # + 0.0: -0.0 ties with 0.0
-        top = ((bits.long() << 32) | (_ID_LIMIT - 1 - ids)).topk(k, dim=1).values
-        ids = (_ID_LIMIT - 1) - (top & (_ID_LIMIT - 1))
-        return _flip((top >> 32).int()).view(torch.float32), ids
+    if _packable(values, ids):
+        return _unpack(_pack(values, ids).topk(k, dim=1).values)
     order = ids.argsort(dim=1, stable=True)
     values, ids = values.gather(1, order), ids.gather(1, order)
     order = values.argsort(dim=1, descending=True, stable=True)[:, :k]
@@ -445,10 +504,41 @@ class TopK(_Stat):
         """Fold the queued batches into the k best."""
         if not self._queue:
             return
-        values = torch.cat([v for v, _ in self._queue]).T
-        ids = torch.cat([i for _, i in self._queue]).expand(values.shape[0], -1)
+        values = torch.cat([v for v, _ in self._queue])  # (B, C)
+        ids = torch.cat([i for _, i in self._queue])  # (B,)
         self._queue, self._queued = [], 0
-        self._keep(values, ids)
+        kept = self._values is None or _packable(self._values, self._ids)
+        if kept and _packable(values, ids):
+            self._values, self._ids = self._best_packed(values, ids)
+            return
+        self._keep(values.T, ids.expand(values.shape[1], -1))
+
+    def _best_packed(self, values: torch.Tensor, ids: torch.Tensor):
+        """The k best of the kept entries and float32 ``values`` (B, C) of samples ``ids``
+        (B,) in [0, 2**32), by one ``topk`` over packed keys.  Once k are kept, only values at
+        or above a unit's k-th best can enter (NaN ranks above all): just those are packed,
+        beside the kept keys, so a reduction costs a comparison over the queue and little more.
+        """
+        c, device = values.shape[1], values.device
+        if self._values is None:
+            keys = _pack(values, ids[:, None]).T
+        elif self._values.shape[1] < self.k:
+            kept = _pack(self._values, self._ids).to(device)
+            keys = torch.cat([kept, _pack(values, ids[:, None]).T], dim=1)
+        else:
+            kept = _pack(self._values, self._ids).to(device)
+            floor = self._values[:, -1].to(device)
+            rows, cols = ((values >= floor) | values.isnan()).nonzero(as_tuple=True)
+            if not cols.numel():
+                return self._values, self._ids
+            order = cols.argsort(stable=True)  # by unit, rows (samples) in order within each
+            rows, cols = rows[order], cols[order]
+            counts = torch.bincount(cols, minlength=c)
+            slot = torch.arange(cols.numel(), device=device) - (counts.cumsum(0) - counts)[cols]
+            keys = kept.new_full((c, self.k + int(counts.max())), torch.iinfo(torch.int64).min)
+            keys[:, : self.k] = kept
+            keys[cols, self.k + slot] = _pack(values[rows, cols], ids[rows])
+        return _unpack(keys.contiguous().topk(min(self.k, keys.shape[1]), dim=1).values)
 
     def _keep(self, values: torch.Tensor, ids: torch.Tensor) -> None:
         if self._values is not None:

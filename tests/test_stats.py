@@ -85,6 +85,29 @@ def test_moments_2d_batches_and_empty_merge():
     torch.testing.assert_close(fresh.variance, x.double().var(dim=0))
 
 
+@pytest.mark.parametrize(
+    "shift", [0.0, 2.0, 1e3], ids=["centred", "one-pass limit", "far: summed again"]
+)
+@pytest.mark.parametrize("layout", ["maps", "channels-last", "rows"])
+def test_moments_float32_paths_and_layouts_agree_with_float64(shift, layout):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(20, 6, 9, 7, generator=g) * 0.5 + shift
+    x[:, 0] = 0.0  # a dead unit
+    x[:, 1] = torch.relu(x[:, 1] - shift)  # sparse, ReLU-like
+    flat = x.transpose(0, 1).reshape(6, -1).double()
+    batch = {
+        "maps": x,
+        "channels-last": x.contiguous(memory_format=torch.channels_last),
+        "rows": x.permute(0, 2, 3, 1).reshape(-1, 6),
+    }[layout]
+    m = Moments()
+    m.update(batch[:7])
+    m.update(batch[7:])
+    spread = flat.std(dim=1).clamp_min(1e-12)
+    assert ((m.mean - flat.mean(dim=1)).abs() / spread).max() < 1e-6
+    torch.testing.assert_close(m.variance, flat.var(dim=1), rtol=2e-6, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- SecondMoment
 @pytest.mark.parametrize("units", [4, 96])  # 96: the blocked / syrk products
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -163,6 +186,29 @@ def test_topk_packed_and_sorted_paths_match_a_reference(dtype, big_ids):
     want_values, want_ids = _topk_reference(values.double(), ids, 50)
     assert torch.equal(got_ids, want_ids)
     assert torch.equal(got_values, want_values)
+
+
+def test_topk_nan_ranks_first_once_k_are_kept():
+    # past 1024 queued samples the queue is reduced; later ones enter only at or above the
+    # k-th best, and NaN, which the packed keys rank above everything, still enters
+    values = torch.arange(3000.0).reshape(-1, 1).flip(0)
+    values[2500] = float("nan")
+    stat = TopK(k=3)
+    for i in range(0, 3000, 100):
+        stat.update(values[i : i + 100], torch.arange(i, i + 100))
+    got_values, got_ids = stat.result()
+    assert got_ids.tolist() == [[2500, 0, 1]]
+    assert got_values[0, 0].isnan() and got_values[0, 1:].tolist() == [2999.0, 2998.0]
+
+
+def test_topk_kept_ids_beyond_2_32_are_never_packed():
+    big = TopK(k=2)
+    big.update(torch.tensor([[5.0], [1.0]]), torch.tensor([2**40, 2**40 + 1]))
+    small = TopK(k=2)
+    small.update(torch.tensor([[3.0]]), torch.tensor([7]))
+    small.merge(big)  # kept: float32 values with ids >= 2**32
+    small.update(torch.tensor([[4.0], [0.0]]), torch.tensor([8, 9]))
+    assert small.result()[1].tolist() == [[2**40, 8]]
 
 
 def test_topk_keeps_its_own_copy_of_2d_batches():
