@@ -57,7 +57,9 @@ class NormConvBlock(nn.Module):
     def forward(self, x):
         x = self.norm(x)
         if self.up is not None:
-            x = _upsample2(x)
+            # the same values either way; nn.Upsample keeps its own backward, whose rounding
+            # photo inversion was tuned on
+            x = self.up(x) if torch.is_grad_enabled() else _upsample2(x)
         return self.relu(self.wscale(self.conv(x)))
 
 
