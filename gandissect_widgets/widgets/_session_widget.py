@@ -21,6 +21,7 @@ second), and the finished photo replaces it; a cancelled or failed photo leaves 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import threading
@@ -140,6 +141,16 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         self.seeds = list(seeds)
 
     # ------------------------------------------------------------ events
+    @contextlib.contextmanager
+    def _quietly(self):
+        """Inside the block, the changes this widget makes to the Session itself do not reach
+        its own event handler (the widget redraws once, by itself, after them)."""
+        self._quiet = True
+        try:
+            yield
+        finally:
+            self._quiet = False
+
     def _on_session_event(self, event) -> None:
         if not self._quiet:
             self._runner.submit(self._when_settled(self._follow_and_refresh))

@@ -216,21 +216,15 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
             return
         if self.edit is None or self.applied:
             return
-        self._quiet = True
-        try:
+        with self._quietly():
             self.session.push(self.edit)
-        finally:
-            self._quiet = False
         self._applied, self._undone_elsewhere = self.edit, False
         self._render()
 
     def _unapply_now(self) -> None:
         if self._applied is not None and self._applied in self.session.edits:
-            self._quiet = True
-            try:
+            with self._quietly():
                 self.session.replace(self._applied, None)
-            finally:
-                self._quiet = False
         self._applied = None
         self._render()
 
@@ -280,11 +274,8 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
                 new = known
                 break
         if self._applied is not None and new is not self._applied:
-            self._quiet = True  # retune the applied edit in place
-            try:
+            with self._quietly():  # retune the applied edit in place
                 self._applied = s.replace(self._applied, new)
-            finally:
-                self._quiet = False
         self.edit = new
         state = s.state
         base = state.minus(self._applied) if self._applied is not None else state

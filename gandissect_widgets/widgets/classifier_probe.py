@@ -186,20 +186,14 @@ class ClassifierProbe(StaticFallback, SessionWidget, CanvasTraits):
     def _apply_now(self) -> None:
         self._render()
         if self.edit is not None and self._applied is None:
-            self._quiet = True
-            try:
+            with self._quietly():
                 self._applied = self.session.push(self.edit)
-            finally:
-                self._quiet = False
             self._render()
 
     def _unapply_now(self) -> None:
         if self._applied is not None and self._applied in self.session.edits:
-            self._quiet = True
-            try:
+            with self._quietly():
                 self.session.replace(self._applied, None)
-            finally:
-                self._quiet = False
         self._applied = None
         self._render()
 
@@ -224,11 +218,8 @@ class ClassifierProbe(StaticFallback, SessionWidget, CanvasTraits):
         if self._applied is not None and new is not None:
             new = self._applied if new.signature() == self._applied.signature() else new
             if new is not self._applied:
-                self._quiet = True
-                try:
+                with self._quietly():
                     self._applied = s.replace(self._applied, new)
-                finally:
-                    self._quiet = False
         self.edit = new
         pic = self.picture
         x = torch.from_numpy(pic).permute(2, 0, 1)[None].float() / 127.5 - 1

@@ -396,8 +396,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
 
         try:
             self._say("collecting key statistics (cached after the first time) ...", "busy")
-            self._quiet = True  # this thread's push: the worker redraws below, once
-            try:
+            with self._quietly():  # this thread's push: the worker redraws below, once
                 edit = rw.rewrite(
                     self.session,
                     self.layer,
@@ -407,8 +406,6 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
                     progress=progress,
                     cancel=self._cancel,
                 )
-            finally:
-                self._quiet = False
             if edit is None:
                 self._say("cancelled; the weights are unchanged")
             else:
@@ -544,11 +541,8 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         """Load a saved rewrite from ``path`` and apply it."""
         try:
             edit = rw.load_edit(self.path)
-            self._quiet = True
-            try:
+            with self._quietly():
                 self.session.push(edit)
-            finally:
-                self._quiet = False
         except Exception as err:  # noqa: BLE001 - whatever the file holds, the page says why
             self._show_error(err)
             return
