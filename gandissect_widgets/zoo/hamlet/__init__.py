@@ -37,6 +37,12 @@ def _weights(name, path=None):
     return {k: v.float() for k, v in load_file(str(path)).items()}
 
 
+def _loaded(net, name, path=None):
+    """``net`` with the weights ``name`` (or the file ``path``), in eval mode."""
+    net.load_state_dict(_weights(name, path))
+    return net.eval()
+
+
 def load_generator(path=None) -> ProgressiveGenerator:
     """The hamlet ProGAN generator (eval, CPU): latents (N, 128) -> images (N,3,64,64) in [-1,1].
 
@@ -57,9 +63,7 @@ def load_segmenter(path=None) -> Segmenter:
         >>> load_segmenter().concepts[0]
         'sky'
     """
-    seg = Segmenter(CONCEPTS)
-    seg.load_state_dict(_weights("segmenter", path))
-    return seg.eval()
+    return _loaded(Segmenter(CONCEPTS), "segmenter", path)
 
 
 def load_classifier(path=None) -> Classifier:
@@ -70,9 +74,7 @@ def load_classifier(path=None) -> Classifier:
         >>> load_classifier()(torch.zeros(1, 3, 64, 64)).shape
         torch.Size([1, 5])
     """
-    clf = Classifier()
-    clf.load_state_dict(_weights("classifier", path))
-    return clf.eval()
+    return _loaded(Classifier(), "classifier", path)
 
 
 def load_vit(path=None):
@@ -84,9 +86,7 @@ def load_vit(path=None):
         >>> load_vit()(torch.zeros(1, 3, 64, 64)).shape
         torch.Size([1, 5])
     """
-    net = vit_classifier()
-    net.load_state_dict(_weights("vit", path))
-    return net.eval()
+    return _loaded(vit_classifier(), "vit", path)
 
 
 def load_encoder(path=None) -> Encoder:
@@ -98,8 +98,4 @@ def load_encoder(path=None) -> Encoder:
         >>> load_encoder()(torch.zeros(1, 3, 64, 64)).shape
         torch.Size([1, 128])
     """
-    enc = Encoder()
-    enc.load_state_dict(_weights("encoder", path))
-    for p in enc.parameters():
-        p.requires_grad_(False)
-    return enc.eval()
+    return _loaded(Encoder(), "encoder", path).requires_grad_(False)
