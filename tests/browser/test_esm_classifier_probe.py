@@ -1,8 +1,10 @@
 """ClassifierProbe's module alone in headless Chromium: a sketch drawn with the mouse changes
 the bars, steering previews without touching the Session until Apply, an attack shows its
-result (cancel: tests/test_classifier_probe.py)."""
+result, and one cancelled from the page stops."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -21,7 +23,7 @@ def _bars(v) -> dict:
     }
 
 
-def test_sketch_steer_and_attack_in_the_page(page, labelled_session):
+def test_sketch_steer_and_attack_in_the_page(page, labelled_session, monkeypatch):
     s = labelled_session
     probe = ClassifierProbe(s, "conv2", sample=3)
     try:
@@ -44,6 +46,10 @@ def test_sketch_steer_and_attack_in_the_page(page, labelled_session):
         v.act()
         assert probe.status_kind == "preview" and s.edits == []
         assert _bars(v) != sketched and probe.probs_preview != probe.probs
+        # the grey bars are the Session as it is: a legend says so and the figures read was -> now
+        assert "without the preview" in v.el.locator(".gw-cp-legend").text_content()
+        values = v.el.locator(".gw-cp-value").all_text_contents()
+        assert any("\u2192" in t for t in values), values
         v.el.get_by_role("button", name="Apply").click()
         v.act()
         assert len(s.edits) == 1 and probe.applied
@@ -56,5 +62,23 @@ def test_sketch_steer_and_attack_in_the_page(page, labelled_session):
         assert probe.attack_state == "done"
         assert "dB" in v.el.locator(".gw-cp-attack-text").text_content()
         assert v.el.locator(".gw-grid[data-name=attack] canvas").count() == 3
+
+        # an attack that runs until cancelled from the page
+        def endless(*args, job, **kwargs):
+            while True:
+                job.step(0)  # raises Cancelled once the page asked
+                time.sleep(0.02)
+
+        monkeypatch.setattr(s, "attack", endless)
+        v.el.get_by_role("button", name="Attack").click()
+        v.act()
+        assert probe.attack_state == "running"
+        v.el.get_by_role("button", name="cancel").click()
+        v.act()
+        assert probe.wait_attack(30)
+        v.flush()
+        assert probe.attack_state == "cancelled"
+        assert v.el.locator(".gw-cp-attack-text").text_content() == "attack cancelled"
+        assert v.el.get_by_role("button", name="cancel").is_hidden()
     finally:
         probe.close()

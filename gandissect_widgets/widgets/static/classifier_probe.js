@@ -27,6 +27,7 @@ async function render({ model, el }) {
   const paintEl = h("div", "gw-cp-paint");
   const source = h("div", "gw-hint gw-cp-source");
   const bars = h("div", "gw-cp-bars", { role: "list" });
+  const legend = h("div", "gw-hint gw-cp-legend");
   const chosen = select("explain class", "(predicted only)");
   const steerClass = select("steer towards", "(no steering)");
   const steerK = slider("k units", { min: 1, max: 40, step: 1 });
@@ -52,7 +53,7 @@ async function render({ model, el }) {
   const field = (label, node) => h("label", "gw-field", {}, [h("span", "gw-label", { textContent: label }), node]);
   const left = h("div", "gw-col gw-cp-input", {}, [field("sample", sample), source, paintEl, photos.el]);
   const right = h("div", "gw-col gw-cp-controls", {}, [
-    bars, field("explain", chosen),
+    legend, bars, field("explain", chosen),
     h("div", "gw-cp-box", {}, [field("steer", steerClass), steerK.el, steerValue.el, h("div", "gw-field", {}, [apply])]),
     h("div", "gw-cp-box", {}, [field("target", target), eps.el,
       h("div", "gw-field", {}, [h("span", "gw-label", { textContent: "attack" }), h("div", "gw-seg", {}, [kinds.units, kinds.class])]),
@@ -77,17 +78,22 @@ async function render({ model, el }) {
   run.addEventListener("click", () => act(model, "attack"));
   cancel.addEventListener("click", () => act(model, "cancel_attack"));
 
+  // With a preview the grey bar is the Session as it is and the figure reads "was -> now".
   function drawBars() {
     const names = model.get("classes"), base = model.get("probs"), shown = model.get("probs_preview");
     const best = shown.indexOf(Math.max(...shown));
+    const pct = (v) => `${(100 * v).toFixed(1)}%`;
+    const moved = names.some((_, i) => pct(shown[i] ?? 0) !== pct(base[i] ?? 0));
+    legend.textContent = moved ? "grey: without the preview; blue: with it" : "class probabilities";
     bars.replaceChildren(...names.map((c, i) => {
       const p = shown[i] ?? 0, b = base[i] ?? 0;
+      const value = pct(p) === pct(b) ? pct(p) : `${pct(b)} \u2192 ${pct(p)}`;
       const row = h("div", "gw-cp-bar" + (i === best ? " gw-cp-best" : ""), { role: "listitem" }, [
         h("span", "gw-cp-name", { textContent: c }),
         h("span", "gw-cp-track", {}, [
           h("span", "gw-cp-base", { style: `width:${(100 * b).toFixed(1)}%` }),
           h("span", "gw-cp-fill", { style: `width:${(100 * p).toFixed(1)}%` })]),
-        h("span", "gw-cp-value", { textContent: `${(100 * p).toFixed(1)}%` })]);
+        h("span", "gw-cp-value", { textContent: value, title: moved ? `without the preview ${pct(b)}, with it ${pct(p)}` : "" })]);
       row.dataset.cls = c;
       row.dataset.p = p;
       return row;
