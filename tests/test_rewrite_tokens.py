@@ -224,3 +224,40 @@ def test_a_linear_on_another_token_grid_is_refused():
     with pytest.raises(ValueError, match=r"receives \(N, 64, 6\).*outputs 1 prefix \+ 8x8 = 65"):
         rw.rewrite(tok, "block", **REQUEST, **FAST)
     assert tok.edits == [] and torch.equal(tok.model.block.lin.weight, w0)
+
+
+def test_a_vit_mlp_names_its_linears(vit_session):
+    assert rw.conv_of(vit_session, "blocks.0.mlp.fc1") == ("blocks.0.mlp.fc1", "weight")
+    with pytest.raises(ValueError, match="several: blocks.0.mlp.fc1, blocks.0.mlp.fc2"):
+        rw.conv_of(vit_session, "blocks.0.mlp")
+
+
+def test_rule_editor_takes_a_token_layer():
+    from gandissect_widgets.widgets.rule_editor import RuleEditor
+
+    tok, _ = _sessions()
+    ed = RuleEditor(tok, "block", seeds=range(4), stat_samples=16, cache=False)
+    try:
+        ed.steps = 40
+        assert ed.wait()
+        before = ed.gallery_grid.images.copy()
+
+        def paint(y0, y1, x0, x1):
+            m = np.zeros((32, 32), np.uint8)
+            m[y0:y1, x0:x1] = 1
+            ed.canvas.mask = m
+
+        ed.select(1)
+        paint(4, 14, 4, 14)
+        ed.press("copy")
+        ed.press("paste")
+        ed.press("gallery", index=2, x=20, y=20)
+        for seed in (2, 3):
+            ed.select(seed)
+            paint(8, 24, 6, 22)
+            ed.press("context")
+        ed.press("execute")
+        assert ed.wait() and tok.edits == [ed.edit] and ed.edit.lam.shape == (C, 1)
+        assert not np.array_equal(before, ed.gallery_grid.images)
+    finally:
+        ed.close()

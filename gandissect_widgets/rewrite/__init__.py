@@ -47,7 +47,8 @@ __all__ = [
 
 
 def rewrite(session, layer: str, context, copy=None, paste=None, **kwargs) -> Rewrite | None:
-    """Change ``layer``'s conv so that ``copy`` pasted at ``paste`` holds wherever ``context``.
+    """Change ``layer``'s conv (or a token layer's Linear) so that ``copy`` pasted at ``paste``
+    holds wherever ``context``.
 
     - ``context``: [(seed, mask), ...] painted examples of where the rule applies.
     - ``copy``: (seed, mask) the region to copy; ``paste``: (seed, mask) or (seed, (y, x))

@@ -57,9 +57,9 @@ def _not_rewritable(layer, kind, block, children, found) -> str:
     seen = what.get(kind, f"a {kind} layer")
     text = (
         f"layer {layer!r} ({seen}, a {type(block).__name__}) is not a convolution nor a single "
-        "linear map over tokens: rewriting needs, on a map layer, an nn.Conv2d block or a block with a child 'conv' or "
-        "exactly one nn.Conv2d child; on a token layer, an nn.Linear applied to its tokens (the "
-        "block itself or exactly one nn.Linear child)"
+        "linear map over tokens: rewriting needs, on a map layer, an nn.Conv2d block or a block "
+        "with a child 'conv' or exactly one nn.Conv2d child; on a token layer, an nn.Linear "
+        "applied to its tokens (the block itself or exactly one nn.Linear child)"
     )
     if found:
         text += "; it has several: " + ", ".join(f"{layer}.{n}" for n in found) + " (pick one)"
