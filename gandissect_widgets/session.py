@@ -509,7 +509,7 @@ class Session:
     class_units = _delegate(class_units, "Units ranked by support for a class")
     rewrite = _delegate(
         rewrite,
-        "Rewrite a rule (rank-one edit of ``layer``'s conv) and push it",
+        "Rewrite a rule (rank-one edit of ``layer``'s conv or token Linear) and push it",
         forwards=make_rewrite,
     )
     export = _delegate(

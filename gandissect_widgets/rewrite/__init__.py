@@ -1,4 +1,5 @@
-"""Rewriting a generator's rules: rank-one constrained edits of one convolution.
+"""Rewriting a generator's rules: rank-one constrained edits of one convolution (or of one
+linear map over a token layer's tokens).
 
 Following Bau et al., "Rewriting a Deep Generative Model" (ECCV 2020), a conv layer is read as
 an associative memory: its input feature at a position is a *key*, the block's output a
@@ -7,6 +8,14 @@ paints *context* examples of where the new rule applies. The conv weight then ch
 along a few input directions ``D`` picked out by the context keys (whitened by the keys'
 second moment ``C = E[k k^T]``), ``dW[o, i, a, b] = sum_r Lambda[o, r, a, b] D[r, i]``, with
 ``Lambda`` fitted so that the pasted region is reproduced (L1 loss).
+
+A token layer (N, T, C), T = prefix + h*w, whose block is (or has exactly one child) an
+``nn.Linear`` applied to its tokens is rewritten the same way: its input tokens seen as an
+(N, C_in, h, w) map are the keys, its output's patch tokens the values, and the Linear is a 1x1
+convolution of that map (``dW = Lambda D``, ``Lambda`` (C_out, r)); painted masks are resized to
+the token grid. The prefix (class, register) tokens are no keys or values of the fit, but they
+pass through the same Linear, so its weight change reaches them too. Other layers raise a
+ValueError saying what is valid (:func:`conv_of`).
 
 The package: ``edit`` (the Rewrite edit and its file), ``request`` (checks), ``keys`` (key
 statistics and directions), ``fit`` (the optimisation), ``search`` (where a rule applies).
@@ -38,7 +47,8 @@ __all__ = [
 
 
 def rewrite(session, layer: str, context, copy=None, paste=None, **kwargs) -> Rewrite | None:
-    """Change ``layer``'s conv so that ``copy`` pasted at ``paste`` holds wherever ``context``.
+    """Change ``layer``'s conv (or a token layer's Linear) so that ``copy`` pasted at ``paste``
+    holds wherever ``context``.
 
     - ``context``: [(seed, mask), ...] painted examples of where the rule applies.
     - ``copy``: (seed, mask) the region to copy; ``paste``: (seed, mask) or (seed, (y, x))

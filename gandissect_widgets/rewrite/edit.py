@@ -1,4 +1,5 @@
-"""The Rewrite edit (a rank-r change of one conv weight) and its file format (.npz).
+"""The Rewrite edit (a rank-r change of one conv weight, or of a token layer's nn.Linear) and
+its file format (.npz).
 
 >>> edit = session.rewrite("layer6", [(3, roof3)], (1, tree1), (3, (20, 30)), steps=20,
 ...                        stat_samples=100)
@@ -26,16 +27,23 @@ FORMAT = "gandissect-widgets rewrite 1"
 
 
 class Rewrite(WeightEdit):
-    """A rank-``r`` change of one conv weight, with the request that made it.
+    """A rank-``r`` change of one conv weight (or one nn.Linear weight), with its request.
 
     ``delta = einsum("orab,ri->oiab", lam, directions)`` is added to ``param`` (e.g.
-    ``"conv.weight"``) of block ``layer``. The Session refuses it on weights other than those
-    it was made for (``fingerprint``); undo restores them bit-exactly.
+    ``"conv.weight"``) of block ``layer``. For a token layer's nn.Linear, ``lam`` is
+    (C_out, r) and ``delta = lam @ directions`` (C_out, C_in): the math of a 1x1 convolution.
+    That Linear acts on every token, so the prefix (class, register) tokens get the same
+    weight change, although only the patch tokens are keys and values of the fit. The
+    Session refuses the edit on weights other than those it was made for (``fingerprint``);
+    undo restores them bit-exactly.
 
     >>> e = Rewrite("layer6", "conv.weight", torch.ones(1, 4), torch.zeros(8, 1, 3, 3),
     ...             request={"rank": 1}, fingerprint="ab12")
     >>> e.delta.shape, e.describe()
     (torch.Size([8, 4, 3, 3]), 'rewrite layer6 (rank 1)')
+    >>> Rewrite("blocks.0.mlp.fc1", "weight", torch.ones(1, 4), torch.zeros(8, 1),
+    ...         request={"rank": 1}, fingerprint="ab12").delta.shape
+    torch.Size([8, 4])
     """
 
     kind = "rewrite"
@@ -54,10 +62,11 @@ class Rewrite(WeightEdit):
     ):
         if not (isinstance(directions, torch.Tensor) and isinstance(lam, torch.Tensor)):
             raise TypeError("directions and lam must be torch tensors")
-        if directions.dim() != 2 or lam.dim() != 4 or lam.shape[1] != directions.shape[0]:
+        if directions.dim() != 2 or lam.dim() not in (2, 4) or lam.shape[1] != directions.shape[0]:
             raise ValueError(
-                f"directions must be (rank, C_in) and lam (C_out, rank, kh, kw) of the same "
-                f"rank; got directions {tuple(directions.shape)}, lam {tuple(lam.shape)}"
+                f"directions must be (rank, C_in) and lam (C_out, rank, kh, kw) (a conv) or "
+                f"(C_out, rank) (a Linear) of the same rank; got directions "
+                f"{tuple(directions.shape)}, lam {tuple(lam.shape)}"
             )
         self.directions = directions.detach().float().cpu().contiguous()
         self.lam = lam.detach().float().cpu().contiguous()
@@ -191,10 +200,10 @@ def _check_arrays(path, a: dict) -> None:
     """Refuse arrays that do not make one consistent rewrite (ValueError naming ``path``)."""
     d, lam, masks = a["directions"], a["lam"], a["context_masks"]
     problems = []
-    if d.ndim != 2 or lam.ndim != 4 or lam.shape[1] != d.shape[0] or not d.shape[0]:
+    if d.ndim != 2 or lam.ndim not in (2, 4) or lam.shape[1] != d.shape[0] or not d.shape[0]:
         problems.append(
             f"directions {d.shape} and lam {lam.shape} are not (rank, C_in) and "
-            "(C_out, rank, kh, kw) of one rank"
+            "(C_out, rank, kh, kw) or (C_out, rank) of one rank"
         )
     for name in ("directions", "lam"):
         if not np.issubdtype(a[name].dtype, np.floating) or not np.isfinite(a[name]).all():
@@ -214,5 +223,8 @@ def _check_arrays(path, a: dict) -> None:
 
 
 def delta_of(lam: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """(C_out, r, kh, kw) x (r, C_in) -> (C_out, C_in, kh, kw)."""
+    """(C_out, r, kh, kw) x (r, C_in) -> (C_out, C_in, kh, kw) for a conv; (C_out, r) x
+    (r, C_in) -> (C_out, C_in) for a Linear (a 1x1 conv without the kernel axes)."""
+    if lam.dim() == 2:
+        return lam @ directions
     return torch.einsum("orab,ri->oiab", lam, directions)

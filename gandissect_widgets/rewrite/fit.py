@@ -1,5 +1,8 @@
 """Fitting a rewrite: the goal from copy and paste, and Adam on the low-rank factor Lambda.
 
+The goal and the fit live on the layer's map: a conv's output grid, or a token layer's patch
+grid (its ``nn.Linear`` rewritten as a 1x1 convolution of the token map).
+
 >>> edit = make_rewrite(s, "layer6", [(3, roof3)], (1, tree1), (3, (20, 30)), steps=50,
 ...                     stat_samples=100)
 >>> with s.temporarily(edit): preview = s.generate([3])
@@ -152,9 +155,11 @@ class _LowRankBlock(nn.Module):
     """The block on one sample as a function of Lambda alone.
 
     A conv is linear in its weight, so conv(k, W0 + Lambda D) = conv(k, W0) + conv(D k, Lambda):
-    the first term is computed once and each step convolves only the r projected channels.
-    The rest of the block (normalisation, bias, nonlinearity after the conv) runs as usual on
-    a private copy, so the live model is never touched.
+    the first term is computed once and each step convolves only the r projected channels. A
+    token layer's nn.Linear is the same with 1x1 kernels, applied to every token (the prefix
+    tokens too: it is one Linear). The rest of the block (normalisation, bias, nonlinearity
+    after the conv) runs as usual on a private copy, so the live model is never touched; its
+    output is read as the layer's map (a token layer: its patch tokens).
     """
 
     def __init__(self, block, param, directions, feats, row):
@@ -162,13 +167,19 @@ class _LowRankBlock(nn.Module):
         conv_name = param.rpartition(".")[0]
         self.block = block
         conv = self.block.get_submodule(conv_name) if conv_name else self.block
-        keys = feats["keys"][row : row + 1]
+        inputs = feats["inputs"][row : row + 1]
+        directions = directions.to(inputs)
+        self.linear = isinstance(conv, nn.Linear)
         with torch.no_grad():
-            self.base = conv(keys)
-            self.projected = torch.einsum("ri,nihw->nrhw", directions, keys)
+            self.base = conv(inputs)
+            if self.linear:  # tokens (1, T, C_in) -> (1, T, r)
+                self.projected = nn.functional.linear(inputs, directions)
+            else:
+                self.projected = torch.einsum("ri,nihw->nrhw", directions, inputs)
         self.conv = conv
+        self.read = feats["view"].read
         self.lam = nn.Parameter(
-            torch.zeros(conv.weight.shape[0], len(directions), *conv.weight.shape[2:]).to(keys)
+            torch.zeros(conv.weight.shape[0], len(directions), *conv.weight.shape[2:]).to(inputs)
         )
         if conv_name:
             parent, _, leaf = conv_name.rpartition(".")
@@ -176,10 +187,13 @@ class _LowRankBlock(nn.Module):
             self.block_in = feats["block_in"][row : row + 1]
 
     def _conv_out(self) -> torch.Tensor:
+        if self.linear:
+            return self.base + nn.functional.linear(self.projected, self.lam)
         return self.base + self.conv._conv_forward(self.projected, self.lam, None)
 
     def forward(self) -> torch.Tensor:
-        return self.block(self.block_in) if hasattr(self, "block_in") else self._conv_out()
+        out = self.block(self.block_in) if hasattr(self, "block_in") else self._conv_out()
+        return self.read(out)
 
 
 class _Replay(nn.Module):

@@ -1,5 +1,8 @@
-"""Keys of a conv layer: their second moment C over many samples, a rule's context keys, and
-the directions D in which a rewrite may change the weight (the C^-1 metric of the paper).
+"""Keys of a rewritten layer: their second moment C over many samples, a rule's context keys,
+and the directions D in which a rewrite may change the weight (the C^-1 metric of the paper).
+
+The keys are the input of the layer's conv as a map (N, C_in, h, w); for a token layer's
+``nn.Linear``, its input tokens seen as a map of the patch grid (the prefix tokens are no keys).
 
 >>> C = torch.eye(3, dtype=torch.float64); k = torch.tensor([[2.0, 0.0, 0.0]])
 >>> rule_directions(k, C).abs().tolist()
@@ -19,7 +22,7 @@ from .. import checks
 from ..cache import ResultCache, weights_fingerprint
 from ..render import resize_mask
 from ..stats import SecondMoment
-from .request import conv_of
+from .request import conv_of, key_view, layer_view
 
 __all__ = ["second_moment", "rule_directions", "features", "context_keys"]
 
@@ -36,7 +39,8 @@ def second_moment(
     progress: Callable[[int, int], object] | None = None,
     state=None,
 ) -> torch.Tensor:
-    """C = E[k k^T] (C_in, C_in) float64 of the keys of ``layer``'s conv over seeds 0..n-1.
+    """C = E[k k^T] (C_in, C_in) float64 of the keys of ``layer``'s conv (or token Linear: its
+    patch tokens) over seeds 0..n-1.
 
     Computed at ``state``'s weights (default: the Session's state; output edits left out).
     Kept in memory per Session and, with ``cache`` (True, False or a folder), on disk; the key
@@ -68,7 +72,7 @@ def second_moment(
         for i in range(0, n, bs):
             seeds = range(i, min(n, i + bs))
             _, seen = session.forward(seeds, state, retain_input=[conv_path], stop=True)
-            stat.update(seen[conv_path + ":in"])
+            stat.update(key_view(session, layer, conv_path, seen[conv_path + ":in"]))
             if progress is not None:
                 progress(min(n, i + bs), n)
         if store is not None:
@@ -102,21 +106,26 @@ def _inverse_sqrt(c: torch.Tensor) -> torch.Tensor:
 
 
 def features(session, state, layer, conv_path, seeds) -> dict[str, torch.Tensor]:
-    """Block input, conv input (keys) and block output (values) of the seeds at ``state``'s
-    weights with no output edits; ``rows`` maps each seed to its row."""
+    """Block input, conv input (``inputs``, as the conv or Linear receives it; ``keys``, the
+    same as a map) and block output (``values``, its map view) of the seeds at ``state``'s
+    weights with no output edits; ``rows`` maps each seed to its row, ``view`` reads the
+    block's output as that map."""
     seeds = list(dict.fromkeys(seeds))
     _, seen = session.forward(
         seeds, state.weights_only(), retain=[layer], retain_input=[layer, conv_path]
     )
     values = seen[layer].detach()
+    inputs = seen[conv_path + ":in"].detach()
     # a photo's own residual at this layer: the block itself computes values - residual
     own = torch.zeros_like(values)
     for fn in session.sources.adapters(seeds).get(layer, []):
         own = fn(own)
     return {
         "rows": {s: i for i, s in enumerate(seeds)},
+        "view": layer_view(session, layer),
         "block_in": seen[layer + ":in"].detach(),
-        "keys": seen[conv_path + ":in"].detach(),
+        "inputs": inputs,
+        "keys": key_view(session, layer, conv_path, inputs),
         "values": values,
         "residual": own,
     }
