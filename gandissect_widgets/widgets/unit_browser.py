@@ -8,7 +8,7 @@ Colab and marimo, and a saved page replays it).
 >>> s = gw.Session.from_zoo("hamlet")
 >>> d = s.dissect("layer4", n=64, progress=False)    # a real one: 500 samples or more
 >>> browser = gw.UnitBrowser(s, "layer4")
->>> browser.sort, browser.unit == browser.order[0]
+>>> browser.sort, browser.unit in browser.order[:4]    # the best unit that shows on the samples
 ('iou', True)
 """
 
@@ -55,6 +55,10 @@ class UnitList(Owner, anywidget.AnyWidget):
 class UnitBrowser(StaticFallback, SessionWidget):
     """A unit list (sortable by label/IoU when a Dissection exists, or by activation), the
     selected unit's heatmaps over the Session's samples, and its top-activating images.
+    It opens on the first listed unit that is above its threshold somewhere on the samples
+    shown (the best one by IoU when a dissection exists): a unit silent on all of them, such
+    as a mountain unit over eight samples without a mountain, would open on a page of dimmed
+    samples with no outline.
 
     Heatmaps follow GAN Dissection: where the unit is above its threshold the image stays
     bright inside an outline, the rest is dimmed (``heat_mode="colormap"`` colours the whole
@@ -111,7 +115,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         )
         self._bind(session, invert_settings)
         self._fill_list()
-        self.unit = self.order[0]
+        self.unit = self._opening_unit()
         self.refresh()  # the first picture is there when the constructor returns
 
     # ------------------------------------------------------------ state
@@ -169,6 +173,23 @@ class UnitBrowser(StaticFallback, SessionWidget):
             self.labels = [self._label(u) for u in order]
             self.order = order
 
+    def _thresholds(self) -> torch.Tensor:
+        """Each unit's level (C,): its dissection threshold, else its 99th percentile."""
+        d = self.dissection
+        if d is not None:
+            return d.thresholds.float()
+        return self.session.unit_levels(self.layer)["high"].float()
+
+    def _opening_unit(self) -> int:
+        """The first listed unit above its threshold on at least one sample shown (the first
+        listed one when none is): its page has outlines, not only dimmed samples."""
+        if not self.seeds:
+            return self.order[0]
+        acts = self.session.activations(self.layer, self.seeds)
+        acts = acts.reshape(acts.shape[0], acts.shape[1], -1).float()
+        fires = (acts >= self._thresholds()[None, :, None]).any(2).any(0)
+        return next((u for u in self.order if bool(fires[u])), self.order[0])
+
     # ------------------------------------------------------------ drawing
     def _follow_dissection(self) -> None:
         """A dissection stored since the list was made (e.g. a browser made before
@@ -193,8 +214,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         state = s.state
         acts = s.activations(self.layer, self.seeds, state=state)[:, u]
         high = float(s.unit_levels(self.layer)["high"][u])
-        d = self.dissection
-        threshold = float(d.thresholds[u]) if d is not None else high
+        threshold = float(self._thresholds()[u])
         vmax = max(high, threshold, 1e-6) * 1.2
         vector = s.layer_kind(self.layer) == "vector"  # one value per image: no heatmap
         self.samples_grid.set_images(s.generate(self.seeds, state=state))
