@@ -16,9 +16,10 @@ images' own resolution so saved notebooks stay small; the bundle's metadata (and
 **The picture follows the widget.** Shown by IPython (JupyterLab, Notebook 7, a headless run),
 a widget displays two outputs: its live view (widget view + a short text) and, with a
 ``display_id``, its picture (``image/png``, ``text/html``, ``text/plain``). Once the widget has
-been idle for :attr:`StaticFallback.picture_delay` seconds after a change, and only if the
-picture or its caption would differ, the picture output is updated (``update_display_data``),
-so the notebook saves what the widget showed when it was saved. The live view is never updated:
+been idle for :attr:`StaticFallback.picture_delay` seconds after a change, and when a cell that
+changed it ends (a headless run stops listening after its last cell), the picture output is
+updated (``update_display_data``) if the picture or its caption would differ, so the notebook
+saves what the widget showed when it was saved. The live view is never updated:
 JupyterLab re-creates a widget view whose output is updated (the view flashes "Loading
 widget...", loses focus and scroll, a drag under way ends, and the old view is never disposed),
 so the picture lives in an output of its own. Where a widget's stylesheet is loaded (a live
@@ -245,7 +246,8 @@ def picture_follows() -> bool:
     forced = os.environ.get("GW_PICTURE_FOLLOWS", "").strip()
     if forced in ("0", "1"):
         return forced == "1"
-    return "google.colab" not in sys.modules and "VSCODE_PID" not in os.environ
+    in_vscode = any(name.startswith("VSCODE_") for name in os.environ)  # its kernels, terminals
+    return "google.colab" not in sys.modules and not in_vscode
 
 
 def _publish(data: dict, metadata: dict, display_id: str, update: bool) -> None:
