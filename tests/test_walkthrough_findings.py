@@ -220,6 +220,26 @@ def test_the_browser_opens_on_the_best_unit_that_shows_on_its_samples(seg_sessio
         browser.close()
 
 
+def test_a_dissection_arriving_later_opens_its_best_unit_unless_one_was_chosen(seg_session):
+    from gandissect_widgets.widgets import UnitBrowser
+
+    seeds = [2, 3]
+    made_first = UnitBrowser(seg_session, "layer2", seeds=seeds, size=16, top=2)
+    chosen = UnitBrowser(seg_session, "layer2", seeds=seeds, size=16, top=2)
+    try:
+        chosen.unit = 7
+        d = seg_session.dissect("layer2", n=16, cache=False, progress=False)
+        made_first.wait()
+        chosen.wait()
+        acts = seg_session.activations("layer2", seeds)
+        best = next(u for u in made_first.order if bool((acts[:, u] >= d.thresholds[u]).any()))
+        assert made_first.sort == "iou" and made_first.unit == best
+        assert chosen.sort == "iou" and chosen.unit == 7
+    finally:
+        made_first.close()
+        chosen.close()
+
+
 def test_a_unit_below_threshold_on_every_sample_says_so(seg_session):
     from gandissect_widgets.widgets import UnitBrowser
 

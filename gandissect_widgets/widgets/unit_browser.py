@@ -58,7 +58,8 @@ class UnitBrowser(StaticFallback, SessionWidget):
     It opens on the first listed unit that is above its threshold somewhere on the samples
     shown (the best one by IoU when a dissection exists): a unit silent on all of them, such
     as a mountain unit over eight samples without a mountain, would open on a page of dimmed
-    samples with no outline.
+    samples with no outline. A dissection stored later moves it to that list's best the same
+    way, unless a unit was chosen meanwhile.
 
     Heatmaps follow GAN Dissection: where the unit is above its threshold the image stays
     bright inside an outline, the rest is dimmed (``heat_mode="colormap"`` colours the whole
@@ -81,6 +82,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
     rows = t.Int(14).tag(sync=True)
     info = t.Unicode("").tag(sync=True)
     samples = t.Dict().tag(sync=True)
+    _opened = None  # the unit the browser opened on, until one is chosen
     top_samples = t.Dict().tag(sync=True)
 
     @closes_on_failure
@@ -115,7 +117,8 @@ class UnitBrowser(StaticFallback, SessionWidget):
         )
         self._bind(session, invert_settings)
         self._fill_list()
-        self.unit = self._opening_unit()
+        self._opened = self._opening_unit()  # None once a unit is chosen
+        self.unit = self._opened
         self.refresh()  # the first picture is there when the constructor returns
 
     # ------------------------------------------------------------ state
@@ -145,7 +148,9 @@ class UnitBrowser(StaticFallback, SessionWidget):
             self._fill_list()
 
     @t.observe("unit")
-    def _on_unit(self, _change) -> None:
+    def _on_unit(self, change) -> None:
+        if change["new"] != self._opened:
+            self._opened = None  # chosen (in the list or from code): kept from now on
         if self._runner is not None and self.samples:
             self.schedule()
 
@@ -206,6 +211,9 @@ class UnitBrowser(StaticFallback, SessionWidget):
                 self.sort = "unit"
             else:
                 self._fill_list()
+        if self._opened is not None:  # no unit chosen yet: open on the new list's best
+            self._opened = self._opening_unit()
+            self.unit = self._opened
 
     def refresh(self) -> None:
         """Redraw the selected unit for the Session's current edits (and its dissection)."""
