@@ -358,9 +358,14 @@ class StaticFallback:
         changed it ends. ``timeout``: seconds to wait for a render under way."""
         if not self._picture_ids() or getattr(self, "comm", None) is None:
             return False
-        with self._picture_lock:
+        wait = getattr(self, "wait", None)
+        if callable(wait) and timeout > 0:
+            wait(timeout)  # a render under way: picture what it will show (outside the lock)
+        if not self._picture_lock.acquire(timeout > 0, timeout if timeout > 0 else -1):
+            return False  # another thread is sending it
+        try:
             _PENDING.discard(self)
-            found = self._static_picture(timeout)
+            found = self._static_picture(0)
             picture, picture_meta = found[0] if found is not None else _NO_PICTURE
             picture = _hideable(picture)
             digest = _digest(picture)
@@ -370,6 +375,8 @@ class StaticFallback:
             for display_id in list(self._picture_ids()):
                 _publish(picture, picture_meta, display_id, True)
             return True
+        finally:
+            self._picture_lock.release()
 
 
 FLUSH_WAIT = 2.0  # s a cell's end waits for a render under way before leaving it to the timer
