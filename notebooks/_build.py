@@ -103,17 +103,18 @@ assert len(summary) >= 5
 ## Browse the units
 
 Pick a unit on the left (arrow keys step through the list): its heatmap over eight samples, and
-the samples where it fires most across the whole dissection set.
+the samples where it fires most across the whole dissection set. It opens on the best unit that
+fires somewhere on these eight samples (the very best may have nothing to fire on in them).
 """),
         code("""
 browser = gw.UnitBrowser(session, LAYER)
 browser
 """),
         code("""
-# check: the browser starts on the most interpretable unit and shows its heatmaps
+# check: units listed by IoU; the browser starts on the best one that fires on these samples
 browser.wait()                      # it renders in the background; wait before reading it
-best = int(dissection.best_iou.argmax())
-assert browser.unit == best
+assert browser.order == dissection.best_iou.argsort(descending=True).tolist()
+assert browser.unit in browser.order[:3] and "below it on all" not in browser.info
 assert browser.samples_grid.heatmaps.shape == (8, 16, 16)
 """),
         md("Next: **02_ablation** switches these units off and measures what disappears."),

@@ -8,6 +8,7 @@ import io
 import re
 import subprocess
 import sys
+import time
 
 import nbformat
 import numpy as np
@@ -15,6 +16,7 @@ from PIL import Image
 
 import gandissect_widgets as gw
 from gandissect_widgets import render
+from gandissect_widgets.widgets import _fallback
 from gandissect_widgets.widgets._fallback import PNG_BUDGET
 from gandissect_widgets.widgets.snapshot import snapshot_compare
 
@@ -118,10 +120,76 @@ def test_empty_widget_keeps_the_plain_bundle():
     assert VIEW in data and "image/png" not in data
 
 
+def _published(monkeypatch) -> list:
+    """What the widgets show through IPython: (data, metadata, display_id, update) each."""
+    sent: list = []
+    monkeypatch.setattr(_fallback, "_publish", lambda *args: sent.append(args))
+    monkeypatch.setenv("GW_PICTURE_FOLLOWS", "1")
+    return sent
+
+
+def _until(sent: list, count: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while len(sent) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(sent) >= count, sent
+
+
+def test_saved_picture_follows_the_widget_after_it_is_quiet(monkeypatch, gen_session):
+    """Finding 6b: a panel saved at 20 % shows 20 % in its picture, not the display-time 100 %.
+    Its live view is shown once and never updated (JupyterLab would re-create the view)."""
+    sent = _published(monkeypatch)
+    panel = gw.AblationPanel(gen_session, "layer2", units=[1, 2], seeds=[0, 1], size=16)
+    panel.picture_delay = 0.2
+    try:
+        panel._ipython_display_()
+        (live, _, live_id, _), (first, meta, display_id, update) = sent
+        assert VIEW in live and "image/png" not in live and live_id is None
+        assert display_id and not update and meta["image/png"]["width"] > 0
+        assert "strength 100%" in first["text/plain"] and "image/png" in first
+        assert 'class="gw-static-picture"' in first["text/html"]
+        for strength in (0.6, 0.4, 0.2):  # a drag: one update, once it has stopped
+            panel.strength = strength
+        _until(sent, 3)
+        time.sleep(0.4)
+        assert len(sent) == 3, [s[0].get("text/plain") for s in sent[2:]]
+        data, _, again, update = sent[2]
+        assert update and again == display_id and "strength 20%" in data["text/plain"]
+        now = panel._repr_mimebundle_()[0]
+        assert data["image/png"] == now["image/png"] != first["image/png"]
+        assert not panel.update_picture()  # the same picture is not sent twice
+        panel.mode = panel.mode  # no change, no update
+        time.sleep(0.4)
+        assert len(sent) == 3
+    finally:
+        panel.close()
+    assert not panel.update_picture()  # a closed widget sends nothing
+
+
+def test_empty_widget_picture_fills_in_and_plain_frontends_keep_one_bundle(monkeypatch):
+    sent = _published(monkeypatch)
+    grid = gw.ImageGrid(size=16)
+    grid.picture_delay = 0.05
+    grid._ipython_display_()
+    assert len(sent) == 2 and "image/png" not in sent[1][0]
+    grid.set_images(np.full((2, 8, 8, 3), 40, np.uint8))
+    _until(sent, 3)
+    assert sent[2][3] and "image/png" in sent[2][0] and sent[2][2] == sent[1][2]
+    # Colab, VS Code (or GW_PICTURE_FOLLOWS=0): the one bundle of _repr_mimebundle_, as marimo
+    monkeypatch.setenv("GW_PICTURE_FOLLOWS", "0")
+    sent.clear()
+    grid._ipython_display_()
+    [(data, meta, display_id, update)] = sent
+    assert VIEW in data and "image/png" in data and display_id is None and not update
+    assert "gw-static-picture" not in data["text/html"]
+    grid.close()
+
+
 NOTEBOOK = [
     "import numpy as np, gandissect_widgets as gw",
-    "gw.ImageGrid(np.zeros((3, 8, 8, 3), np.uint8) + 90, size=16)",
+    "grid = gw.ImageGrid(np.zeros((3, 8, 8, 3), np.uint8) + 90, size=16)\ngrid",
     "gw.PaintCanvas(np.full((16, 16, 3), 30, np.uint8), size=16)",
+    "grid.set_images(np.zeros((3, 8, 8, 3), np.uint8) + 200)",  # the end of the cell sends it
 ]
 
 
@@ -133,8 +201,15 @@ def test_nbconvert_html_shows_a_picture_per_widget(tmp_path):
     run = [sys.executable, "-m", "jupyter", "nbconvert"]
     subprocess.run([*run, "--to", "notebook", "--execute", "--inplace", str(path)], check=True)
     executed = nbformat.read(path, as_version=4)
-    outputs = [o for c in executed.cells for o in c.outputs if "data" in o]
-    assert len(outputs) == 2 and all("image/png" in o["data"] for o in outputs)
+    # each widget: its live view, then its picture (an output that followed the widget's state)
+    for cell in executed.cells[1:3]:
+        view, picture = (o["data"] for o in cell.outputs)
+        assert VIEW in view and "image/png" not in view
+        assert "image/png" in picture and "gw-static-picture" in picture["text/html"]
+    shown = Image.open(
+        io.BytesIO(base64.b64decode(executed.cells[1].outputs[1]["data"]["image/png"]))
+    )
+    assert np.asarray(shown.convert("RGB"))[4, 4].tolist() == [200] * 3  # the state at the end
     # as JupyterLab saves by default and notebooks/_build.py ships them: outputs, no widget state
     # (with saved state nbconvert draws the live view, which needs a CDN: see `export`)
     executed.metadata.pop("widgets", None)

@@ -191,6 +191,55 @@ def test_a_painted_rule_gets_a_quality_hint_before_execute(gen_session):
 
 
 # ---------------------------------------------------------------- 6: a unit silent on the samples
+def test_the_browser_opens_on_the_best_unit_that_shows_on_its_samples(seg_session):
+    """Hamlet's layer6 dissected on 400 samples ranks a mountain unit first, and none of the
+    eight default samples has a mountain where it fires: the browser opened on eight dimmed
+    samples. It opens on the best-ranked unit above its threshold on a sample shown."""
+    from gandissect_widgets.widgets import UnitBrowser
+
+    d = seg_session.dissect("layer2", n=16, cache=False, progress=False)
+    order = d.best_iou.argsort(descending=True).tolist()
+    d.thresholds[order[0]] = 1e6  # the best unit fires nowhere (here: on no sample at all)
+    seeds = [2, 3]
+    acts = seg_session.activations("layer2", seeds)
+    shows = [u for u in order if bool((acts[:, u] >= d.thresholds[u]).any())]
+    assert shows and shows[0] != order[1]  # it skips more than the silenced unit
+    browser = UnitBrowser(seg_session, "layer2", seeds=seeds, size=16, top=2)
+    try:
+        assert browser.order == order and browser.unit == shows[0]
+        assert "below it on all" not in browser.info
+        browser.sort = "unit"  # the list reorders; the unit chosen stays
+        assert browser.unit == shows[0]
+    finally:
+        browser.close()
+    d.thresholds[:] = 1e6  # no unit shows: the first listed one, with the note that says why
+    browser = UnitBrowser(seg_session, "layer2", seeds=seeds, size=16, top=2)
+    try:
+        assert browser.unit == order[0] and "below it on all 2 samples" in browser.info
+    finally:
+        browser.close()
+
+
+def test_a_dissection_arriving_later_opens_its_best_unit_unless_one_was_chosen(seg_session):
+    from gandissect_widgets.widgets import UnitBrowser
+
+    seeds = [2, 3]
+    made_first = UnitBrowser(seg_session, "layer2", seeds=seeds, size=16, top=2)
+    chosen = UnitBrowser(seg_session, "layer2", seeds=seeds, size=16, top=2)
+    try:
+        chosen.unit = 7
+        d = seg_session.dissect("layer2", n=16, cache=False, progress=False)
+        made_first.wait()
+        chosen.wait()
+        acts = seg_session.activations("layer2", seeds)
+        best = next(u for u in made_first.order if bool((acts[:, u] >= d.thresholds[u]).any()))
+        assert made_first.sort == "iou" and made_first.unit == best
+        assert chosen.sort == "iou" and chosen.unit == 7
+    finally:
+        made_first.close()
+        chosen.close()
+
+
 def test_a_unit_below_threshold_on_every_sample_says_so(seg_session):
     from gandissect_widgets.widgets import UnitBrowser
 

@@ -13,6 +13,22 @@ grids, a canvas's image and mask, a snapshot's current page), drawn as the brows
 images' own resolution so saved notebooks stay small; the bundle's metadata (and the ``<img>``'s
 ``width``) ask the reader to show it enlarged by an integer factor towards the widget's size.
 
+**The picture follows the widget.** Shown by IPython (JupyterLab, Notebook 7, a headless run),
+a widget displays two outputs: its live view (widget view + a short text) and, with a
+``display_id``, its picture (``image/png``, ``text/html``, ``text/plain``). Once the widget has
+been idle for :attr:`StaticFallback.picture_delay` seconds after a change, and when a cell that
+changed it ends (a headless run stops listening after its last cell), the picture output is
+updated (``update_display_data``) if the picture or its caption would differ, so the notebook
+saves what the widget showed when it was saved. The live view is never updated:
+JupyterLab re-creates a widget view whose output is updated (the view flashes "Loading
+widget...", loses focus and scroll, a drag under way ends, and the old view is never disposed),
+so the picture lives in an output of its own. Where a widget's stylesheet is loaded (a live
+widget on the page) that output is hidden (``gw-static-picture`` in ``_common.css``); where no
+widget runs (GitHub, nbviewer, nbconvert, a notebook reopened without its kernel) it is the
+picture the reader sees. marimo never calls ``_ipython_display_`` and keeps the one bundle of
+``_repr_mimebundle_``; so do Colab and VS Code (detected; each output of Colab is a frame of its
+own, and VS Code's could not be checked here), where the picture stays the display-time one.
+
 >>> import numpy as np, gandissect_widgets as gw
 >>> data, _meta = gw.ImageGrid(np.zeros((2, 8, 8, 3), np.uint8), size=16)._repr_mimebundle_()
 >>> sorted(k for k in data if "/" in k)[:3]
@@ -22,14 +38,20 @@ images' own resolution so saved notebooks stay small; the bundle's metadata (and
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
+import os
+import sys
+import threading
+import time
+import weakref
 
 import numpy as np
 
 from .. import render
 
-__all__ = ["StaticFallback", "fallback_picture", "fallback_png"]
+__all__ = ["StaticFallback", "fallback_picture", "fallback_png", "picture_follows"]
 
 MAX_WIDTH = 960  # px of the composed picture; images are enlarged only while it fits
 GAP = 8  # px of white between the blocks of a composite widget
@@ -213,45 +235,218 @@ def fallback_png(picture: np.ndarray) -> bytes:
     return min(exact, _encode(image, "PNG", optimize=True), key=len)
 
 
+VIEW = "application/vnd.jupyter.widget-view+json"
+PICTURE_CLASS = "gw-static-picture"  # hidden by _common.css where a live widget runs
+
+
+def picture_follows() -> bool:
+    """True where a widget's picture is shown as an output of its own that follows its state
+    (see the module's text): IPython outside Colab and VS Code. ``GW_PICTURE_FOLLOWS=1`` / ``0``
+    forces it on or off."""
+    forced = os.environ.get("GW_PICTURE_FOLLOWS", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    in_vscode = any(name.startswith("VSCODE_") for name in os.environ)  # its kernels, terminals
+    return "google.colab" not in sys.modules and not in_vscode
+
+
+def _publish(data: dict, metadata: dict, display_id: str, update: bool) -> None:
+    """Show (or update) a raw mime bundle under ``display_id`` through IPython."""
+    from IPython.display import display
+
+    display(data, metadata=metadata, raw=True, display_id=display_id, update=update)
+
+
 class StaticFallback:
     """Mixin (put it first in the bases): adds ``image/png`` and ``text/html`` to the widget's
-    display bundle, keeping the widget view and whatever else the base class returns."""
+    display bundle, keeping the widget view and whatever else the base class returns. Shown by
+    IPython, the picture is an output of its own that follows the widget's state (see the
+    module's text)."""
+
+    picture_delay = 1.0  # s of quiet after a change before the saved picture is redrawn
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:
             return None
         data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
+        found = self._static_picture()
+        if found is None:
+            return bundle
+        picture, caption = found
+        return {**data, **picture[0]}, {**(meta or {}), **picture[1]}
+
+    def _static_picture(self, timeout: float = 30):
+        """((data, metadata), caption) of the picture and its caption, or None (no image)."""
         try:
             wait = getattr(self, "wait", None)
             if callable(wait):
-                wait()  # a background render: picture what the view will show
+                wait(timeout)  # a background render: picture what the view will show
             found = fallback_picture(self)
         except Exception:  # a fallback never breaks the live view
             found = None
         if found is None:
-            return bundle
-        picture, scale = found
-        b64 = base64.b64encode(fallback_png(picture)).decode("ascii")
-        # the page's <img> is a JPEG: a few times smaller than the exact PNG, alike to the eye
-        jpeg = _encode(picture, "JPEG", quality=JPEG_QUALITY, subsampling=0)
-        small = base64.b64encode(jpeg).decode("ascii")
-        data = dict(data)
-        data["image/png"] = b64
-        alt = html.escape(f"{type(self).__name__} (static picture; run the notebook to interact)")
-        width = int(picture.shape[1]) * scale
+            return None
         try:
             caption = fallback_caption(self)
         except Exception:  # a fallback never breaks the live view
             caption = ""
-        data["text/html"] = (
+        return _picture_bundle(type(self).__name__, *found, caption), caption
+
+    # ------------------------------------------------------------ the picture follows
+    def _ipython_display_(self, **kwargs):
+        bundle = super()._repr_mimebundle_()
+        if bundle is None:
+            return
+        data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
+        found = self._static_picture()
+        if not picture_follows():
+            if found is not None:
+                data, meta = {**data, **found[0][0]}, {**(meta or {}), **found[0][1]}
+            _publish(data, meta or {}, None, False)
+            return
+        name = type(self).__name__
+        live = {VIEW: data[VIEW], "text/plain": f"{name} (live widget; its picture follows)"}
+        _publish(live, {}, None, False)
+        picture, picture_meta = found[0] if found is not None else _NO_PICTURE
+        picture = _hideable(picture)
+        display_id = f"gw-picture-{self.model_id}-{len(self._picture_ids())}"
+        _publish(picture, picture_meta, display_id, False)
+        self._picture_ids().append(display_id)
+        self._picture_sent = _digest(picture)
+        if len(self._picture_ids()) == 1:
+            self.observe(self._picture_changed, names=list(self.keys))
+        _flush_after_each_cell()
+
+    def _picture_ids(self) -> list:
+        if "_picture_displays" not in vars(self):
+            self._picture_displays = []
+            self._picture_lock = threading.Lock()
+        return self._picture_displays
+
+    def _picture_changed(self, _change=None) -> None:
+        """A synced trait changed: redraw the saved picture once the widget is quiet."""
+        self._picture_due = time.monotonic() + float(self.picture_delay)
+        _PENDING.add(self)
+        with _PICTURE_LOCK:
+            if getattr(self, "_picture_timer", None) is not None:
+                return  # the running timer sees the new due time
+            self._picture_timer = threading.Thread(
+                target=self._picture_wait, name="gw-picture", daemon=True
+            )
+            self._picture_timer.start()
+
+    def _picture_wait(self) -> None:
+        while True:
+            left = self._picture_due - time.monotonic()
+            if left > 0:
+                time.sleep(left)
+                continue
+            try:
+                self.update_picture()
+            except Exception:  # a picture never breaks the widget; the next change retries
+                self._picture_sent = None
+            with _PICTURE_LOCK:
+                if self._picture_due <= time.monotonic():
+                    self._picture_timer = None
+                    return
+
+    def update_picture(self, timeout: float = 30) -> bool:
+        """Send the widget's current picture to its outputs (where it was shown by IPython)
+        if it differs from the one they hold; True if it was sent. It runs by itself once the
+        widget has been quiet for ``picture_delay`` s after a change, and when a cell that
+        changed it ends. ``timeout``: seconds to wait for a render under way."""
+        if not self._picture_ids() or getattr(self, "comm", None) is None:
+            return False
+        wait = getattr(self, "wait", None)
+        if callable(wait) and timeout > 0:
+            wait(timeout)  # a render under way: picture what it will show (outside the lock)
+        if not self._picture_lock.acquire(timeout > 0, timeout if timeout > 0 else -1):
+            return False  # another thread is sending it
+        try:
+            _PENDING.discard(self)
+            found = self._static_picture(0)
+            picture, picture_meta = found[0] if found is not None else _NO_PICTURE
+            picture = _hideable(picture)
+            digest = _digest(picture)
+            if digest == getattr(self, "_picture_sent", None):
+                return False
+            self._picture_sent = digest
+            for display_id in list(self._picture_ids()):
+                _publish(picture, picture_meta, display_id, True)
+            return True
+        finally:
+            self._picture_lock.release()
+
+
+FLUSH_WAIT = 2.0  # s a cell's end waits for a render under way before leaving it to the timer
+_PENDING: weakref.WeakSet = weakref.WeakSet()  # widgets whose picture may be out of date
+_HOOKED: list = []  # the IPython shell whose post_run_cell flushes them
+
+
+def _flush_pictures(*_args) -> None:
+    """At the end of a cell: widgets it changed send their picture now, in this cell's
+    messages (a headless run stops listening when its last cell ends, before any timer)."""
+    for widget in list(_PENDING):
+        busy = getattr(widget, "_runner", None)
+        if busy is not None and not busy.wait(FLUSH_WAIT):
+            continue  # a long render: the timer sends the picture once it is done
+        try:
+            widget.update_picture(timeout=0)
+        except Exception:  # a picture never breaks a cell
+            pass
+
+
+def _flush_after_each_cell() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return
+    shell = get_ipython()
+    if shell is None or any(s is shell for s in _HOOKED):
+        return
+    shell.events.register("post_run_cell", _flush_pictures)
+    _HOOKED.append(shell)
+
+
+_PICTURE_LOCK = threading.Lock()
+
+
+def _digest(data: dict) -> str:
+    """What decides whether a picture output must be sent again."""
+    h = hashlib.sha1()
+    for key in ("image/png", "text/plain"):
+        h.update(str(data.get(key, "")).encode())
+    return h.hexdigest()
+
+
+def _hideable(data: dict) -> dict:
+    """The picture's bundle with its HTML marked, so that a live widget's stylesheet hides it."""
+    marked = data["text/html"].replace("<figure ", f'<figure class="{PICTURE_CLASS}" ', 1)
+    return {**data, "text/html": marked}
+
+
+# the picture output of a widget that shows no image yet (an empty grid): filled on a change
+_NO_PICTURE = ({"text/html": '<figure style="margin: 0"></figure>', "text/plain": ""}, {})
+
+
+def _picture_bundle(name: str, picture: np.ndarray, scale: int, caption: str):
+    """(data, metadata) of the picture: exact PNG, a JPEG ``<img>`` with its caption, text."""
+    b64 = base64.b64encode(fallback_png(picture)).decode("ascii")
+    # the page's <img> is a JPEG: a few times smaller than the exact PNG, alike to the eye
+    jpeg = _encode(picture, "JPEG", quality=JPEG_QUALITY, subsampling=0)
+    small = base64.b64encode(jpeg).decode("ascii")
+    alt = html.escape(f"{name} (static picture; run the notebook to interact)")
+    width = int(picture.shape[1]) * scale
+    data = {
+        "image/png": b64,
+        "text/html": (
             f'<figure style="margin: 0"><img src="data:image/jpeg;base64,{small}" width="{width}"'
             f' alt="{alt}" title="{alt}" style="image-rendering: pixelated"/>'
             '<figcaption style="font-size: 12px; white-space: pre-line; max-width: 60em">'
             f"{html.escape(caption)}</figcaption></figure>"
-        )
-        if caption:
-            data["text/plain"] = f"{type(self).__name__}: {caption}"
-        meta = dict(meta or {})
-        meta["image/png"] = {"width": width, "height": int(picture.shape[0]) * scale}
-        return data, meta
+        ),
+    }
+    if caption:
+        data["text/plain"] = f"{name}: {caption}"
+    return data, {"image/png": {"width": width, "height": int(picture.shape[0]) * scale}}

@@ -8,7 +8,7 @@ Colab and marimo, and a saved page replays it).
 >>> s = gw.Session.from_zoo("hamlet")
 >>> d = s.dissect("layer4", n=64, progress=False)    # a real one: 500 samples or more
 >>> browser = gw.UnitBrowser(s, "layer4")
->>> browser.sort, browser.unit == browser.order[0]
+>>> browser.sort, browser.unit in browser.order[:4]    # the best unit that shows on the samples
 ('iou', True)
 """
 
@@ -55,6 +55,11 @@ class UnitList(Owner, anywidget.AnyWidget):
 class UnitBrowser(StaticFallback, SessionWidget):
     """A unit list (sortable by label/IoU when a Dissection exists, or by activation), the
     selected unit's heatmaps over the Session's samples, and its top-activating images.
+    It opens on the first listed unit that is above its threshold somewhere on the samples
+    shown (the best one by IoU when a dissection exists): a unit silent on all of them, such
+    as a mountain unit over eight samples without a mountain, would open on a page of dimmed
+    samples with no outline. A dissection stored later moves it to that list's best the same
+    way, unless a unit was chosen meanwhile.
 
     Heatmaps follow GAN Dissection: where the unit is above its threshold the image stays
     bright inside an outline, the rest is dimmed (``heat_mode="colormap"`` colours the whole
@@ -77,6 +82,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
     rows = t.Int(14).tag(sync=True)
     info = t.Unicode("").tag(sync=True)
     samples = t.Dict().tag(sync=True)
+    _opened = None  # the unit the browser opened on, until one is chosen
     top_samples = t.Dict().tag(sync=True)
 
     @closes_on_failure
@@ -111,7 +117,8 @@ class UnitBrowser(StaticFallback, SessionWidget):
         )
         self._bind(session, invert_settings)
         self._fill_list()
-        self.unit = self.order[0]
+        self._opened = self._opening_unit()  # None once a unit is chosen
+        self.unit = self._opened
         self.refresh()  # the first picture is there when the constructor returns
 
     # ------------------------------------------------------------ state
@@ -141,7 +148,9 @@ class UnitBrowser(StaticFallback, SessionWidget):
             self._fill_list()
 
     @t.observe("unit")
-    def _on_unit(self, _change) -> None:
+    def _on_unit(self, change) -> None:
+        if change["new"] != self._opened:
+            self._opened = None  # chosen (in the list or from code): kept from now on
         if self._runner is not None and self.samples:
             self.schedule()
 
@@ -169,6 +178,23 @@ class UnitBrowser(StaticFallback, SessionWidget):
             self.labels = [self._label(u) for u in order]
             self.order = order
 
+    def _thresholds(self) -> torch.Tensor:
+        """Each unit's level (C,): its dissection threshold, else its 99th percentile."""
+        d = self.dissection
+        if d is not None:
+            return d.thresholds.float()
+        return self.session.unit_levels(self.layer)["high"].float()
+
+    def _opening_unit(self) -> int:
+        """The first listed unit above its threshold on at least one sample shown (the first
+        listed one when none is): its page has outlines, not only dimmed samples."""
+        if not self.seeds:
+            return self.order[0]
+        acts = self.session.activations(self.layer, self.seeds)
+        acts = acts.reshape(acts.shape[0], acts.shape[1], -1).float()
+        fires = (acts >= self._thresholds()[None, :, None]).any(2).any(0)
+        return next((u for u in self.order if bool(fires[u])), self.order[0])
+
     # ------------------------------------------------------------ drawing
     def _follow_dissection(self) -> None:
         """A dissection stored since the list was made (e.g. a browser made before
@@ -185,6 +211,9 @@ class UnitBrowser(StaticFallback, SessionWidget):
                 self.sort = "unit"
             else:
                 self._fill_list()
+        if self._opened is not None:  # no unit chosen yet: open on the new list's best
+            self._opened = self._opening_unit()
+            self.unit = self._opened
 
     def refresh(self) -> None:
         """Redraw the selected unit for the Session's current edits (and its dissection)."""
@@ -193,8 +222,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         state = s.state
         acts = s.activations(self.layer, self.seeds, state=state)[:, u]
         high = float(s.unit_levels(self.layer)["high"][u])
-        d = self.dissection
-        threshold = float(d.thresholds[u]) if d is not None else high
+        threshold = float(self._thresholds()[u])
         vmax = max(high, threshold, 1e-6) * 1.2
         vector = s.layer_kind(self.layer) == "vector"  # one value per image: no heatmap
         self.samples_grid.set_images(s.generate(self.seeds, state=state))

@@ -94,6 +94,26 @@ def test_unit_browser_draws_gan_dissection_highlights(view, seg_session):
     assert browser.heat_mode == "colormap"
 
 
+def test_unit_browser_opens_on_a_unit_with_an_outline(view, seg_session):
+    """Finding 6: the first unit listed (unit 0 here, as hamlet's best IoU unit, a mountain
+    unit, on its eight default samples) may be below its threshold on every sample shown: the
+    browser opens on the first listed unit that shows, so its samples carry outlines."""
+    seeds = [1, 3]
+    high = seg_session.unit_levels("layer2")["high"]
+    acts = seg_session.activations("layer2", seeds)
+    assert not bool((acts[:, 0] >= high[0]).any())  # unit 0 fires on neither sample
+    browser = UnitBrowser(seg_session, "layer2", seeds=seeds, size=32, top=2)
+    v = view(browser)
+    v.flush()
+    outline = 0
+    for i in range(len(seeds)):
+        shown = _rgb(v, ".gw-grid[data-name=samples] canvas", i)
+        outline += int((np.abs(shown.astype(int) - [255, 214, 10]).max(-1) <= 1).sum())
+    assert outline > 0, f"unit {browser.unit}: dimmed samples with no outline"
+    assert browser.unit == next(u for u in browser.order if (acts[:, u] >= high[u]).any())
+    assert "below it on all" not in v.el.locator(".gw-ub-info").inner_text()
+
+
 def test_ablation_panel_slider_apply_and_labels(view, gen_session):
     panel = AblationPanel(gen_session, "layer2", units=list(range(16)), seeds=[0, 1], size=32)
     v = view(panel)

@@ -67,6 +67,9 @@ def test_exported_widgets_render_offline(browser, exported):
     requests = block_the_network(page, url, allow_data=True)
     page.goto(url)
     page.wait_for_function(f"() => ({_LIT})().length === 3 && ({_LIT})().every(n => n > 0)")
+    # the widget's picture (an output of its own, for pages without widgets) stays out of sight
+    picture = page.locator("figure.gw-static-picture")
+    assert picture.count() == 1 and not picture.is_visible()
     context.close()
     assert requests == []
     assert not errors, errors
