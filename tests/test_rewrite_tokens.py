@@ -164,9 +164,11 @@ def test_context_search_and_hint_on_tokens(pair):
                                 cache=False)  # fmt: skip
     assert m_tok.heatmaps.shape == (8, 8, 8)
     np.testing.assert_allclose(m_tok.heatmaps, m_conv.heatmaps, atol=1e-5)
-    h_tok, h_conv = (rw.rule_hint(s, "block", **REQUEST) for s in (tok, conv))
+    h_tok, h_conv = (rw.rule_hint(s, "block", **REQUEST, stat_samples=16, cache=False)
+                     for s in (tok, conv))  # fmt: skip
     assert h_tok["positions"] == h_conv["positions"] > 0
     assert abs(h_tok["agreement"] - h_conv["agreement"]) < 1e-6
+    assert abs(h_tok["spread"] - h_conv["spread"]) < 1e-6
 
 
 def test_token_rewrite_save_and_load(pair, tmp_path):

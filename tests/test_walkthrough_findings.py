@@ -170,9 +170,10 @@ def test_a_painted_rule_gets_a_quality_hint_before_execute(gen_session):
     from gandissect_widgets.widgets import RuleEditor
 
     copy, paste = (1, _box(4, 8, 4, 8)), (2, (8, 8))
-    thin = rw.rule_hint(gen_session, "layer2", [(2, _box(7, 8, 7, 8))], copy, paste)
+    fast = {"stat_samples": 16, "cache": False}
+    thin = rw.rule_hint(gen_session, "layer2", [(2, _box(7, 8, 7, 8))], copy, paste, **fast)
     assert thin["positions"] < 8 and "paint larger regions" in thin["text"], thin
-    wide = rw.rule_hint(gen_session, "layer2", [(2, _box(2, 14, 2, 14))], copy, paste)
+    wide = rw.rule_hint(gen_session, "layer2", [(2, _box(2, 14, 2, 14))], copy, paste, **fast)
     assert wide["positions"] > thin["positions"] and "paint larger" not in wide["text"]
     assert 0 < wide["agreement"] <= 1 and wide["paste_match"] is not None
     # the paste target inside the context scores like the context itself
@@ -188,6 +189,29 @@ def test_a_painted_rule_gets_a_quality_hint_before_execute(gen_session):
         assert "rule check:" in editor.status and "paint larger regions" in editor.status
     finally:
         editor.close()
+
+
+def test_the_rule_check_passes_the_scripted_rule_and_warns_on_a_context_that_is_everywhere():
+    """On hamlet (benchmarks/bench_rule_hint.py has the 80-request study): the roof rule as
+    scripted gets no advice; the same rule with the sky of its context samples as context
+    (a rule that would act on most of every picture) is told that it acts widely."""
+    import numpy as np
+
+    import gandissect_widgets as gw
+    from gandissect_widgets import rewrite as rw
+    from gandissect_widgets.zoo.hamlet import example_rule
+
+    s = gw.Session.from_zoo("hamlet")
+    rule = example_rule(s)
+    req, fast = rule["request"], {"stat_samples": 300, "cache": False}
+    good = rw.rule_hint(s, "layer6", req["context"], req["copy"], req["paste"], **fast)
+    assert good["advice"] == [] and good["spread"] < 0.05, good["text"]
+    seeds = [seed for seed, _ in req["context"][:3]]
+    labels = s.segmenter.segment(s.generate(seeds)).numpy()
+    sky = [(seed, (m == s.segmenter.concepts.index("sky")).astype(np.float32))
+           for seed, m in zip(seeds, labels, strict=True)]  # fmt: skip
+    bad = rw.rule_hint(s, "layer6", sky, req["copy"], req["paste"], **fast)
+    assert bad["spread"] > 0.1 and any("also act on" in a for a in bad["advice"]), bad["text"]
 
 
 # ---------------------------------------------------------------- 6: a unit silent on the samples

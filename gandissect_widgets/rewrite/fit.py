@@ -237,26 +237,36 @@ def _fit(f, target, weight, req, progress, cancel):
     return lam, losses
 
 
-# Below these a painted rule tends to fail (red blobs, changes elsewhere); heuristics, stated as
-# such in the hint: too few context positions on the layer's grid to pin a direction down,
-# context regions unlike one another, a paste target unlike the context.
+# Below these a painted rule tends to fail (red blobs, changes elsewhere). Heuristics, stated as
+# such in the hint, checked on 80 requests around hamlet's roof rule (BENCHMARKS.md, "Is the
+# rule check right?"): too few context positions on the layer's grid to pin a direction down,
+# context regions unlike one another, a paste target unlike the context, and a rule direction
+# that fires on many places of other samples (where the rule would change them too).
 _FEW_POSITIONS = 8
 _LOW_AGREEMENT = 0.5
 _LOW_MATCH = 0.6  # of the context's own agreement
+_WIDE_SPREAD = 0.07  # share of other samples' positions where the direction fires
+SPREAD_SEEDS = range(10_000, 10_020)  # the other samples the spread is read on
 
 
-def rule_hint(session, layer: str, context, copy=None, paste=None) -> dict:
-    """How well a painted request holds together, before any fitting (one forward pass).
+def rule_hint(
+    session, layer: str, context, copy=None, paste=None, *, stat_samples: int = 1000, cache=True
+) -> dict:
+    """How well a painted request holds together, before any fitting (two forward passes).
 
     Returns ``positions`` (context positions on the conv's input grid), ``agreement`` (mean
     cosine of the context keys with their mean direction, 0-1: do the regions look alike to
     the layer?), ``paste_match`` (the same for the keys where the copy lands, when copy and
-    paste are given: does the target look like the context?), ``advice`` (what to change, an
-    empty list when nothing stands out) and ``text`` (one line saying all that).
+    paste are given: does the target look like the context?), ``spread`` (the share of
+    positions of 20 other samples where the rule's direction, as the fit computes it, reaches
+    half its mean over the context: how much else the rule would change), ``advice`` (what to
+    change, an empty list when nothing stands out) and ``text`` (one line saying all that).
+    ``stat_samples``/``cache``: the key statistics, as for :func:`make_rewrite` (shared).
 
-    >>> h = rule_hint(s, "layer6", [(3, roof3), (9, roof9)], (1, tree1), (3, (20, 30)))
-    >>> sorted(h), h["positions"] > 0
-    (['advice', 'agreement', 'paste_match', 'positions', 'text'], True)
+    >>> h = rule_hint(s, "layer6", [(3, roof3), (9, roof9)], (1, tree1), (3, (20, 30)),
+    ...               stat_samples=100)
+    >>> sorted(h), h["positions"] > 0, 0 <= h["spread"] <= 1
+    (['advice', 'agreement', 'paste_match', 'positions', 'spread', 'text'], True, True)
     """
     req = check_request(session, layer, context, copy, paste, 1, 1, DEFAULT_LR)
     conv_path, _ = conv_of(session, layer)
@@ -269,6 +279,12 @@ def rule_hint(session, layer: str, context, copy=None, paste=None) -> dict:
     unit = torch.nn.functional.normalize(ctx.double(), dim=1)
     direction = torch.nn.functional.normalize(unit.mean(0), dim=0)
     agreement = float((unit @ direction).mean())
+    moment = second_moment(session, layer, stat_samples, cache=cache, state=state)
+    rule = rule_directions(ctx, moment, 1)[0].double()
+    reach = float((ctx.double() @ rule).mean())
+    others = features(session, state, layer, conv_path, SPREAD_SEEDS)["keys"]
+    fired = others.double().permute(0, 2, 3, 1).reshape(-1, others.shape[1]) @ rule
+    spread = float((fired >= 0.5 * reach).double().mean()) if reach > 0 else 1.0
     match = None
     if req["copy"] is not None and req["paste"] is not None:
         grid = keys.shape[-2:]
@@ -289,6 +305,11 @@ def rule_hint(session, layer: str, context, copy=None, paste=None) -> dict:
             "the context regions look unlike one another to this layer: paint only the kind "
             "of place the rule is for"
         )
+    if spread > _WIDE_SPREAD:
+        advice.append(
+            f"the rule would also act on {spread:.0%} of the places in other samples: paint "
+            "the context tighter, on the kind of place the rule is for only"
+        )
     if match is not None and match < _LOW_MATCH * agreement:
         advice.append(
             "where the copy lands looks unlike the context: paste onto a place like the "
@@ -297,12 +318,14 @@ def rule_hint(session, layer: str, context, copy=None, paste=None) -> dict:
     text = f"rule check: {len(ctx)} context positions, context agreement {agreement:.2f}"
     if match is not None:
         text += f", paste target match {match:.2f}"
+    text += f", acts on {spread:.0%} of other places"
     text += "; " + ("; ".join(advice) if advice else "nothing stands out")
     text += " (heuristic thresholds)"
     return {
         "positions": len(ctx),
         "agreement": agreement,
         "paste_match": match,
+        "spread": spread,
         "advice": advice,
         "text": text,
     }

@@ -261,7 +261,8 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
             return ""
         try:
             return " · " + rw.rule_hint(self.session, self.layer, self.context, self.copy,
-                                        self.paste)["text"]  # fmt: skip
+                                        self.paste, stat_samples=self.stat_samples,
+                                        cache=self.cache)["text"]  # fmt: skip
         except (ValueError, KeyError) as err:
             return f" · rule check failed: {err}"
 

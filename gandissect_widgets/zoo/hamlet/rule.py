@@ -34,11 +34,12 @@ def example_rule(
     candidates: int = 200,
     contexts: int = 8,
     window: int = 16,
+    first: int = 0,
 ) -> dict:
     """The scripted rule "every ``source`` gets a ``target``" (default: trees grow on roofs).
 
     ``session`` is a generator Session with a segmenter (e.g. the hamlet one). Samples are
-    chosen among seeds ``0..candidates-1``. Returns ``layer``, ``request`` (the keyword
+    chosen among seeds ``first..first+candidates-1``. Returns ``layer``, ``request`` (the keyword
     arguments of ``rewrite``), ``source_concept`` and ``target_concept``.
 
     >>> rule = example_rule(session, candidates=32)
@@ -51,13 +52,13 @@ def example_rule(
     for c in (source, target):
         if c not in seg.concepts:
             raise KeyError(f"unknown concept {c!r}; the segmenter knows: {', '.join(seg.concepts)}")
-    seeds = list(range(candidates))
+    seeds = list(range(first, first + candidates))
     labels = seg.segment(session.generate(seeds)).cpu()
     src = labels == seg.concepts.index(source)
     tgt = labels == seg.concepts.index(target)
     src_density, tgt_density = _density(src, window), _density(tgt, window)
 
-    copy_seed = _best(tgt_density, f"no {target!r} in seeds 0..{candidates - 1}")
+    copy_seed = _best(tgt_density, f"no {target!r} in seeds {first}..{first + candidates - 1}")
     cy, cx = _peak(tgt_density[copy_seed])
     copy_mask = (tgt[copy_seed] & _box(src.shape[-2:], cy, cx, window)).numpy()
 
@@ -65,7 +66,9 @@ def example_rule(
     order = [i for i in by_amount.argsort(descending=True, stable=True).tolist() if by_amount[i]]
     order = [i for i in order if i != copy_seed][:contexts]
     if not order:
-        raise ValueError(f"no {source!r} in seeds 0..{candidates - 1} besides the copy sample")
+        raise ValueError(
+            f"no {source!r} in seeds {first}..{first + candidates - 1} besides the copy sample"
+        )
     paste_seed = order[0]
     return {
         "layer": layer,
