@@ -869,9 +869,10 @@ fig.tight_layout()
         md("""
 ## Single-concept units, and where
 
-Both models have them. In the ViT every block has some: about a quarter to a third of the
-units pass the bar, in the MLPs' hidden units as in the block outputs, fewer than in the CNN's
-layers, and mostly for water, mountain, wall and roof; tree is the best concept of hardly any.
+Both models have them. In the ViT every block has some: from a quarter to almost half of the
+units pass the bar, in the MLPs' hidden units as in the block outputs, fewer than in most of the
+CNN's layers, and mostly for water, mountain, wall and roof; tree is the best concept of hardly
+any.
 Below, the best unit of each concept in the ViT's most interpretable layer, and that layer in
 the UnitBrowser: heatmaps on the 8x8 patch grid, upsampled to the picture like any map.
 """),

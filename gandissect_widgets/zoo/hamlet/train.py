@@ -7,6 +7,7 @@ Usage::
     python -m gandissect_widgets.zoo.hamlet.train classifier [--steps N] [--out runs/classifier]
         [--init WEIGHTS] [--batch B] [--lr LR]
     python -m gandissect_widgets.zoo.hamlet.train vit [--steps N] [--out runs/vit] --threads 1
+        (the shipped weights: the default 6,000 steps)
 
 Training data is rendered on the fly from seeds below ``TEST_SEED_START``; evaluation uses
 seeds at or above it. The GAN checkpoints (and resumes from) ``OUT/ckpt.pt`` every few minutes
@@ -240,7 +241,7 @@ def train_vit(out, steps, batch=48, lr=1e-3, warmup=150, ckpt_every=100, init=No
     return model
 
 
-_DEFAULT_STEPS = {"gan": 200_000, "segmenter": 1500, "classifier": 1500, "vit": 1500}
+_DEFAULT_STEPS = {"gan": 200_000, "segmenter": 1500, "classifier": 1500, "vit": 6000}
 
 
 def main(argv=None):
