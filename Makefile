@@ -26,11 +26,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # Test files run side by side on JOBS processes (a file's tests, and a notebook's cells, stay
-# together on one); JOBS=0 runs everything in this process.
+# together on one); JOBS=0 runs everything in this process. Side by side, each process and the
+# notebooks' kernels take one torch thread (two threads each on two busy cores wait on each other).
 JOBS ?= 2
+TEST_THREADS ?= $(if $(filter 0 1,$(JOBS)),2,1)
 
 test: lint
-	$(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile tests gandissect_widgets --doctest-modules $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -q -rs --durations=10
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile tests gandissect_widgets --doctest-modules $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -q -rs --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

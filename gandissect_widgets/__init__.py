@@ -3,8 +3,8 @@
 >>> import gandissect_widgets as gw
 >>> session = gw.Session.from_zoo("hamlet")
 >>> browser = gw.UnitBrowser(session, "layer4", seeds=range(4))
->>> browser.unit, browser.info.split(" · ")[0]
-(0, 'unit 0')
+>>> browser.unit, browser.info.split(" · ")[0]   # opens on the first unit that fires on them
+(1, 'unit 1')
 """
 
 from . import attacks, render, stats, steering, zoo
