@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .hooks import StopForward, hooked, resolve
+from .jobs import one_torch_thread
 
 __all__ = ["Photo", "fit_photo", "reconstruct", "residual_edit", "psnr", "DEFAULTS", "ENCODED"]
 
@@ -143,6 +144,7 @@ def reconstruct(model: nn.Module, photo: Photo) -> torch.Tensor:
         return model(photo.z.to(device).unsqueeze(0))[0]
 
 
+@one_torch_thread()  # one picture's small steps: see one_torch_thread
 def fit_photo(
     model: nn.Module,
     image,

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..cache import weights_fingerprint
+from ..jobs import one_torch_thread
 from ..render import resize_mask
 from .edit import Rewrite
 from .keys import context_keys, features, rule_directions, second_moment
@@ -131,12 +132,8 @@ def make_rewrite(
     directions = rule_directions(keys, moment, req["rank"]).to(session.device)
     b = feats["rows"][req["paste"][0]]
     f = _LowRankBlock(block, param, directions, feats, b)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: thread hand-offs would cost more than the work
-    try:
+    with one_torch_thread():  # tiny ops: thread hand-offs would cost more than the work
         lam, losses = _fit(f, target, weight, req, progress, cancel)
-    finally:
-        torch.set_num_threads(threads)
     if lam is None:
         return None
     return Rewrite(
