@@ -16,6 +16,10 @@ from collections.abc import Callable
 __all__ = ["Job", "Cancelled", "progress_bar", "one_torch_thread"]
 
 
+_ONE_THREAD = threading.Lock()
+_ONE_THREAD_USERS = [0, None]  # blocks inside one_torch_thread, the count to restore after
+
+
 @contextlib.contextmanager
 def one_torch_thread():
     """Run a block (or, as a decorator, a function) on one torch thread, then restore the count.
@@ -23,7 +27,8 @@ def one_torch_thread():
     For loops of many small tensor operations (an optimisation on one picture): there, two
     threads hand work over at every operation, and while another process keeps one of two
     cores busy each hand-over waits for the scheduler (a photo fit: 5.7 s on one thread,
-    about 200 s on two).
+    about 200 s on two). Blocks overlapping in several threads restore the count once the
+    last one ends.
 
     >>> import torch
     >>> with one_torch_thread():
@@ -32,12 +37,18 @@ def one_torch_thread():
     """
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    with _ONE_THREAD:
+        if _ONE_THREAD_USERS[0] == 0:
+            _ONE_THREAD_USERS[1] = torch.get_num_threads()
+        _ONE_THREAD_USERS[0] += 1
+        torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        with _ONE_THREAD:
+            _ONE_THREAD_USERS[0] -= 1
+            if _ONE_THREAD_USERS[0] == 0:
+                torch.set_num_threads(_ONE_THREAD_USERS[1])
 
 
 def progress_bar(total: int | None, desc: str, enabled: bool = True, unit: str = "it"):

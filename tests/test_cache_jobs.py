@@ -215,3 +215,43 @@ def test_writable_cache_folder_is_created_and_left_clean(tmp_path):
     c = ResultCache.resolve(folder)
     assert folder.is_dir() and list(folder.iterdir()) == []  # the probe file is gone
     assert ResultCache.resolve(c) is c
+
+
+def test_one_torch_thread_blocks_overlapping_in_two_threads_restore_the_count():
+    """A enters, B enters, A leaves, B leaves: the count before A is back (it was left at 1)."""
+    import threading
+
+    import torch
+
+    from gandissect_widgets.jobs import one_torch_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a():
+        with one_torch_thread():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def b():
+        a_in.wait(5)
+        with one_torch_thread():
+            b_in.set()
+            a_out.wait(5)
+
+    try:
+        threads = [threading.Thread(target=f) for f in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert torch.get_num_threads() == 2
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert seen == [2]  # a thread started afterwards gets the count too
+    finally:
+        torch.set_num_threads(before)

@@ -177,12 +177,55 @@ def test_empty_widget_picture_fills_in_and_plain_frontends_keep_one_bundle(monke
     assert sent[2][3] and "image/png" in sent[2][0] and sent[2][2] == sent[1][2]
     # Colab, VS Code (or GW_PICTURE_FOLLOWS=0): the one bundle of _repr_mimebundle_, as marimo
     monkeypatch.setenv("GW_PICTURE_FOLLOWS", "0")
-    sent.clear()
-    grid._ipython_display_()
-    [(data, meta, display_id, update)] = sent
-    assert VIEW in data and "image/png" in data and display_id is None and not update
+    assert not hasattr(grid, "_ipython_display_")  # IPython then takes _repr_mimebundle_
+    data, _meta = grid._repr_mimebundle_()
+    assert VIEW in data and "image/png" in data
     assert "gw-static-picture" not in data["text/html"]
     grid.close()
+
+
+def test_callers_that_keep_the_bundle_get_the_one_bundle(monkeypatch):
+    """ipywidgets' Output.append_display_data and display(w, display_id=...) store what the
+    formatter returns: there the widget offers no display hook of its own."""
+    _published(monkeypatch)
+    grid = gw.ImageGrid(np.full((2, 8, 8, 3), 40, np.uint8), size=16)
+
+    def append_display_data():  # named as ipywidgets' Output method
+        return hasattr(grid, "_ipython_display_")
+
+    # a frame like IPython's display(), defined in a module named as IPython's
+    space = {"__name__": "IPython.core.display_functions", "grid": grid}
+    source = "def display(display_id=None, update=False):\n"
+    exec(source + "    return hasattr(grid, '_ipython_display_')", space)
+    ipython_like = space["display"]
+    try:
+        assert hasattr(grid, "_ipython_display_")  # a plain display: two outputs
+        assert not append_display_data()
+        assert not ipython_like(display_id="x") and not ipython_like(update=True)
+        assert ipython_like()  # display(w) with no id: the two outputs
+    finally:
+        grid.close()
+
+
+def test_a_failed_drawing_keeps_the_saved_picture_and_a_second_display_shares_its_id(
+    monkeypatch,
+):
+    sent = _published(monkeypatch)
+    grid = gw.ImageGrid(np.full((2, 8, 8, 3), 40, np.uint8), size=16)
+    try:
+        grid._ipython_display_()
+        display_id = sent[1][2]
+        monkeypatch.setattr(_fallback, "fallback_picture", lambda w: 1 / 0)
+        assert not grid.update_picture()  # nothing sent: the outputs keep the last picture
+        monkeypatch.undo()
+        sent = _published(monkeypatch)
+        grid.set_images(np.full((2, 8, 8, 3), 200, np.uint8))
+        grid._ipython_display_()  # shown again in a later cell
+        pictures = [s for s in sent if s[2] is not None]
+        assert {s[2] for s in pictures} == {display_id}  # one id: updates reach both outputs
+        assert pictures[-1][3]  # and the earlier output got the new picture
+    finally:
+        grid.close()
 
 
 NOTEBOOK = [

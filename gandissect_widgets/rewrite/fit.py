@@ -249,7 +249,8 @@ SPREAD_SEEDS = range(10_000, 10_020)  # the other samples the spread is read on
 def rule_hint(
     session, layer: str, context, copy=None, paste=None, *, stat_samples: int = 1000, cache=True
 ) -> dict:
-    """How well a painted request holds together, before any fitting (two forward passes).
+    """How well a painted request holds together, before any fitting (forward passes of the
+    request's samples and 20 others; the key statistics as for a fit, cached).
 
     Returns ``positions`` (context positions on the conv's input grid), ``agreement`` (mean
     cosine of the context keys with their mean direction, 0-1: do the regions look alike to
@@ -277,10 +278,10 @@ def rule_hint(
     direction = torch.nn.functional.normalize(unit.mean(0), dim=0)
     agreement = float((unit @ direction).mean())
     moment = second_moment(session, layer, stat_samples, cache=cache, state=state)
-    rule = rule_directions(ctx, moment, 1)[0].double()
-    reach = float((ctx.double() @ rule).mean())
+    rule = rule_directions(ctx, moment, 1)[0].to(keys.dtype)
+    reach = float((ctx @ rule).double().sum() / max(len(ctx), 1))
     others = features(session, state, layer, conv_path, SPREAD_SEEDS)["keys"]
-    fired = others.double().permute(0, 2, 3, 1).reshape(-1, others.shape[1]) @ rule
+    fired = torch.einsum("nchw,c->nhw", others, rule.to(others))  # no copy of the keys
     spread = float((fired >= 0.5 * reach).double().mean()) if reach > 0 else 1.0
     match = None
     if req["copy"] is not None and req["paste"] is not None:

@@ -247,7 +247,31 @@ def picture_follows() -> bool:
     if forced in ("0", "1"):
         return forced == "1"
     in_vscode = any(name.startswith("VSCODE_") for name in os.environ)  # its kernels, terminals
-    return "google.colab" not in sys.modules and not in_vscode
+    if "google.colab" in sys.modules or in_vscode:
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None  # not a terminal IPython
+
+
+def _formatting_only() -> bool:
+    """True when IPython formats a widget for a caller that keeps the bundle itself
+    (ipywidgets' ``Output.append_display_data``, ``display(w, display_id=...)`` and its
+    ``update``): those get the one bundle of ``_repr_mimebundle_``, as before."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_name
+        if name == "append_display_data":
+            return True
+        if name in ("display", "update_display") and frame.f_globals.get("__name__", "").startswith(
+            "IPython"
+        ):
+            here = frame.f_locals
+            return here.get("display_id") is not None or bool(here.get("update"))
+        frame = frame.f_back
+    return False
 
 
 def _publish(data: dict, metadata: dict, display_id: str, update: bool) -> None:
@@ -276,15 +300,16 @@ class StaticFallback:
         picture, caption = found
         return {**data, **picture[0]}, {**(meta or {}), **picture[1]}
 
-    def _static_picture(self, timeout: float = 30):
-        """((data, metadata), caption) of the picture and its caption, or None (no image)."""
+    def _static_picture(self, timeout: float = 30, failed=None):
+        """((data, metadata), caption) of the picture and its caption, or None (no image);
+        ``failed`` is returned instead where drawing it raised."""
         try:
             wait = getattr(self, "wait", None)
             if callable(wait):
                 wait(timeout)  # a background render: picture what the view will show
             found = fallback_picture(self)
         except Exception:  # a fallback never breaks the live view
-            found = None
+            return failed
         if found is None:
             return None
         try:
@@ -294,28 +319,35 @@ class StaticFallback:
         return _picture_bundle(type(self).__name__, *found, caption), caption
 
     # ------------------------------------------------------------ the picture follows
-    def _ipython_display_(self, **kwargs):
+    @property
+    def _ipython_display_(self):
+        """IPython's display hook: two outputs where the picture follows (see the module's
+        text); absent otherwise, so IPython uses ``_repr_mimebundle_``'s one bundle."""
+        if not picture_follows() or _formatting_only():
+            raise AttributeError("_ipython_display_")
+        return self._display_two_outputs
+
+    def _display_two_outputs(self, **_kwargs) -> None:
         bundle = super()._repr_mimebundle_()
         if bundle is None:
             return
         data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
         found = self._static_picture()
-        if not picture_follows():
-            if found is not None:
-                data, meta = {**data, **found[0][0]}, {**(meta or {}), **found[0][1]}
-            _publish(data, meta or {}, None, False)
-            return
         name = type(self).__name__
         live = {VIEW: data[VIEW], "text/plain": f"{name} (live widget; its picture follows)"}
-        _publish(live, {}, None, False)
+        _publish(live, dict(meta or {}), None, False)
         picture, picture_meta = found[0] if found is not None else _NO_PICTURE
         picture = _hideable(picture)
-        display_id = f"gw-picture-{self.model_id}-{len(self._picture_ids())}"
+        # one display id per widget: an update reaches every output that shows it
+        display_id = f"gw-picture-{self.model_id}"
+        first = not self._picture_ids()
         _publish(picture, picture_meta, display_id, False)
-        self._picture_ids().append(display_id)
-        self._picture_sent = _digest(picture)
-        if len(self._picture_ids()) == 1:
+        if first:
+            self._picture_ids().append(display_id)
             self.observe(self._picture_changed, names=list(self.keys))
+        elif _digest(picture) != getattr(self, "_picture_sent", None):
+            _publish(picture, picture_meta, display_id, True)  # the earlier outputs too
+        self._picture_sent = _digest(picture)
         _flush_after_each_cell()
 
     def _picture_ids(self) -> list:
@@ -327,8 +359,8 @@ class StaticFallback:
     def _picture_changed(self, _change=None) -> None:
         """A synced trait changed: redraw the saved picture once the widget is quiet."""
         self._picture_due = time.monotonic() + float(self.picture_delay)
-        _PENDING.add(self)
         with _PICTURE_LOCK:
+            _PENDING.add(self)
             if getattr(self, "_picture_timer", None) is not None:
                 return  # the running timer sees the new due time
             self._picture_timer = threading.Thread(
@@ -357,6 +389,8 @@ class StaticFallback:
         widget has been quiet for ``picture_delay`` s after a change, and when a cell that
         changed it ends. ``timeout``: seconds to wait for a render under way."""
         if not self._picture_ids() or getattr(self, "comm", None) is None:
+            with _PICTURE_LOCK:
+                _PENDING.discard(self)  # closed: nothing to send any more
             return False
         wait = getattr(self, "wait", None)
         if callable(wait) and timeout > 0:
@@ -364,8 +398,11 @@ class StaticFallback:
         if not self._picture_lock.acquire(timeout > 0, timeout if timeout > 0 else -1):
             return False  # another thread is sending it
         try:
-            _PENDING.discard(self)
-            found = self._static_picture(0)
+            with _PICTURE_LOCK:
+                _PENDING.discard(self)
+            found = self._static_picture(0, failed=False)
+            if found is False:
+                return False  # drawing it failed: keep the picture the outputs hold
             picture, picture_meta = found[0] if found is not None else _NO_PICTURE
             picture = _hideable(picture)
             digest = _digest(picture)
@@ -387,9 +424,12 @@ _HOOKED: list = []  # the IPython shell whose post_run_cell flushes them
 def _flush_pictures(*_args) -> None:
     """At the end of a cell: widgets it changed send their picture now, in this cell's
     messages (a headless run stops listening when its last cell ends, before any timer)."""
-    for widget in list(_PENDING):
+    with _PICTURE_LOCK:
+        pending = list(_PENDING)
+    deadline = time.monotonic() + FLUSH_WAIT  # for all of them together
+    for widget in pending:
         busy = getattr(widget, "_runner", None)
-        if busy is not None and not busy.wait(FLUSH_WAIT):
+        if busy is not None and not busy.wait(max(0.0, deadline - time.monotonic())):
             continue  # a long render: the timer sends the picture once it is done
         try:
             widget.update_picture(timeout=0)
