@@ -53,6 +53,7 @@ def test_sketch_steer_and_attack_in_the_page(page, labelled_session, monkeypatch
         v.el.get_by_role("button", name="Apply").click()
         v.act()
         assert len(s.edits) == 1 and probe.applied
+        assert "(applied)" in v.el.locator(".gw-cp-legend").text_content()
         assert v.el.get_by_role("button", name="Remove from session").is_visible()
 
         v.el.get_by_role("button", name="Attack").click()

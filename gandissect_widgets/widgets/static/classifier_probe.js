@@ -78,13 +78,17 @@ async function render({ model, el }) {
   run.addEventListener("click", () => act(model, "attack"));
   cancel.addEventListener("click", () => act(model, "cancel_attack"));
 
-  // With a preview the grey bar is the Session as it is and the figure reads "was -> now".
+  // Grey: without this probe's steering (the Session as it is while previewing; the Session
+  // less the applied edit once applied); blue: with it. The figure reads "was -> now".
   function drawBars() {
     const names = model.get("classes"), base = model.get("probs"), shown = model.get("probs_preview");
     const best = shown.indexOf(Math.max(...shown));
     const pct = (v) => `${(100 * v).toFixed(1)}%`;
     const moved = names.some((_, i) => pct(shown[i] ?? 0) !== pct(base[i] ?? 0));
-    legend.textContent = moved ? "grey: without the preview; blue: with it" : "class probabilities";
+    const applied = model.get("applied");
+    legend.textContent = !moved ? "class probabilities"
+      : applied ? "grey: without this steering; blue: with it (applied)"
+        : "grey: without the preview; blue: with it";
     bars.replaceChildren(...names.map((c, i) => {
       const p = shown[i] ?? 0, b = base[i] ?? 0;
       const value = pct(p) === pct(b) ? pct(p) : `${pct(b)} \u2192 ${pct(p)}`;
@@ -93,7 +97,7 @@ async function render({ model, el }) {
         h("span", "gw-cp-track", {}, [
           h("span", "gw-cp-base", { style: `width:${(100 * b).toFixed(1)}%` }),
           h("span", "gw-cp-fill", { style: `width:${(100 * p).toFixed(1)}%` })]),
-        h("span", "gw-cp-value", { textContent: value, title: moved ? `without the preview ${pct(b)}, with it ${pct(p)}` : "" })]);
+        h("span", "gw-cp-value", { textContent: value, title: moved ? `without ${applied ? "this steering" : "the preview"} ${pct(b)}, with it ${pct(p)}` : "" })]);
       row.dataset.cls = c;
       row.dataset.p = p;
       return row;
@@ -136,6 +140,7 @@ async function render({ model, el }) {
     "applied", "attack_target", "attack_eps", "attack_kind", "attack_state", "attack_progress",
     "attack_text", "status", "status_kind"]) handlers[`change:${n}`] = drawControls;
   for (const n of ["probs", "probs_preview"]) handlers[`change:${n}`] = drawBars;
+  handlers["change:applied"] = () => { drawControls(); drawBars(); };
   for (const n of ["heat", "attack_grid", "_lut", "opacity", "heat_mode"]) handlers[`change:${n}`] = drawGrids;
   for (const [event, fn] of Object.entries(handlers)) model.on(event, fn);
   drawControls();
