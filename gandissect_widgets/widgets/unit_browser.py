@@ -211,9 +211,12 @@ class UnitBrowser(StaticFallback, SessionWidget):
                 self.sort = "unit"
             else:
                 self._fill_list()
-        if self._opened is not None:  # no unit chosen yet: open on the new list's best
-            self._opened = self._opening_unit()
-            self.unit = self._opened
+        opened = self._opened
+        if opened is not None:  # no unit chosen yet: open on the new list's best
+            best = self._opening_unit()
+            if self._opened == opened and self.unit == opened:  # still none chosen meanwhile
+                self._opened = best
+                self.unit = best
 
     def refresh(self) -> None:
         """Redraw the selected unit for the Session's current edits (and its dissection)."""
