@@ -171,7 +171,15 @@ def test_a_painted_rule_gets_a_quality_hint_before_execute(gen_session):
 
     copy, paste = (1, _box(4, 8, 4, 8)), (2, (8, 8))
     fast = {"stat_samples": 16, "cache": False}
+    # a click handler's check never computes the key statistics: no spread until they exist
+    quick = rw.rule_hint(gen_session, "layer2", [(2, _box(7, 8, 7, 8))], copy, paste, **fast,
+                         quick=True)  # fmt: skip
+    assert quick["spread"] is None and "spread after the first fit" in quick["text"]
     thin = rw.rule_hint(gen_session, "layer2", [(2, _box(7, 8, 7, 8))], copy, paste, **fast)
+    assert thin["spread"] is not None  # computed now, and kept for the quick check
+    again = rw.rule_hint(gen_session, "layer2", [(2, _box(7, 8, 7, 8))], copy, paste, **fast,
+                         quick=True)  # fmt: skip
+    assert again["spread"] == thin["spread"]
     assert thin["positions"] < 8 and "paint larger regions" in thin["text"], thin
     wide = rw.rule_hint(gen_session, "layer2", [(2, _box(2, 14, 2, 14))], copy, paste, **fast)
     assert wide["positions"] > thin["positions"] and "paint larger" not in wide["text"]

@@ -247,7 +247,15 @@ SPREAD_SEEDS = range(10_000, 10_020)  # the other samples the spread is read on
 
 
 def rule_hint(
-    session, layer: str, context, copy=None, paste=None, *, stat_samples: int = 1000, cache=True
+    session,
+    layer: str,
+    context,
+    copy=None,
+    paste=None,
+    *,
+    stat_samples: int = 1000,
+    cache=True,
+    quick: bool = False,
 ) -> dict:
     """How well a painted request holds together, before any fitting (forward passes of the
     request's samples and 20 others; the key statistics as for a fit, cached).
@@ -259,7 +267,9 @@ def rule_hint(
     positions of 20 other samples where the rule's direction, as the fit computes it, reaches
     half its mean over the context: how much else the rule would change), ``advice`` (what to
     change, an empty list when nothing stands out) and ``text`` (one line saying all that).
-    ``stat_samples``/``cache``: the key statistics, as for :func:`make_rewrite` (shared).
+    ``stat_samples``/``cache``: the key statistics, as for :func:`make_rewrite` (shared);
+    ``quick``: read the spread only where they are at hand already (in memory or on disk),
+    else ``spread`` is None (a widget's click handler must not wait for 1,000 samples).
 
     >>> h = rule_hint(s, "layer6", [(3, roof3), (9, roof9)], (1, tree1), (3, (20, 30)),
     ...               stat_samples=100)
@@ -277,12 +287,15 @@ def rule_hint(
     unit = torch.nn.functional.normalize(ctx.double(), dim=1)
     direction = torch.nn.functional.normalize(unit.mean(0), dim=0)
     agreement = float((unit @ direction).mean())
-    moment = second_moment(session, layer, stat_samples, cache=cache, state=state)
-    rule = rule_directions(ctx, moment, 1)[0].to(keys.dtype)
-    reach = float((ctx @ rule).double().sum() / max(len(ctx), 1))
-    others = features(session, state, layer, conv_path, SPREAD_SEEDS)["keys"]
-    fired = torch.einsum("nchw,c->nhw", others, rule.to(others))  # no copy of the keys
-    spread = float((fired >= 0.5 * reach).double().mean()) if reach > 0 else 1.0
+    moment = second_moment(session, layer, stat_samples, cache=cache, state=state,
+                           compute=not quick)  # fmt: skip
+    spread = None
+    if moment is not None:
+        rule = rule_directions(ctx, moment, 1)[0].to(keys.dtype)
+        reach = float((ctx @ rule).double().sum() / max(len(ctx), 1))
+        others = features(session, state, layer, conv_path, SPREAD_SEEDS)["keys"]
+        fired = torch.einsum("nchw,c->nhw", others, rule.to(others))  # no copy of the keys
+        spread = float((fired >= 0.5 * reach).double().mean()) if reach > 0 else 1.0
     match = None
     if req["copy"] is not None and req["paste"] is not None:
         grid = keys.shape[-2:]
@@ -303,7 +316,7 @@ def rule_hint(
             "the context regions look unlike one another to this layer: paint only the kind "
             "of place the rule is for"
         )
-    if spread > _WIDE_SPREAD:
+    if spread is not None and spread > _WIDE_SPREAD:
         advice.append(
             f"the rule would also act on {spread:.0%} of the places in other samples: paint "
             "the context tighter, on the kind of place the rule is for only"
@@ -316,7 +329,11 @@ def rule_hint(
     text = f"rule check: {len(ctx)} context positions, context agreement {agreement:.2f}"
     if match is not None:
         text += f", paste target match {match:.2f}"
-    text += f", acts on {spread:.0%} of other places"
+    text += (
+        ", spread after the first fit"
+        if spread is None
+        else f", acts on {spread:.0%} of other places"
+    )
     text += "; " + ("; ".join(advice) if advice else "nothing stands out")
     text += " (heuristic thresholds)"
     return {

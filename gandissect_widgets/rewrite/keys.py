@@ -38,13 +38,15 @@ def second_moment(
     batch_size: int | None = None,
     progress: Callable[[int, int], object] | None = None,
     state=None,
-) -> torch.Tensor:
+    compute: bool = True,
+) -> torch.Tensor | None:
     """C = E[k k^T] (C_in, C_in) float64 of the keys of ``layer``'s conv (or token Linear: its
     patch tokens) over seeds 0..n-1.
 
     Computed at ``state``'s weights (default: the Session's state; output edits left out).
     Kept in memory per Session and, with ``cache`` (True, False or a folder), on disk; the key
-    is those weights without the edited conv itself (its keys do not depend on it).
+    is those weights without the edited conv itself (its keys do not depend on it). With
+    ``compute=False`` it returns None instead of computing what neither holds.
 
     >>> second_moment(session, "layer6", n=100).shape
     torch.Size([64, 64])
@@ -66,6 +68,8 @@ def second_moment(
     found = store.load(key, expect={"sum": (c_in, c_in)}, check=check) if store else None
     if found is not None:
         stat = SecondMoment().load_state_dict(found)
+    elif not compute:
+        return None
     else:
         stat = SecondMoment()
         bs = bs or max(session.batch_size, 64)

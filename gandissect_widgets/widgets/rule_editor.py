@@ -262,7 +262,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         try:
             return " · " + rw.rule_hint(self.session, self.layer, self.context, self.copy,
                                         self.paste, stat_samples=self.stat_samples,
-                                        cache=self.cache)["text"]  # fmt: skip
+                                        cache=self.cache, quick=True)["text"]  # fmt: skip
         except (ValueError, KeyError) as err:
             return f" · rule check failed: {err}"
 
