@@ -151,6 +151,16 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         finally:
             self._quiet = False
 
+    def _unapply_now(self) -> None:
+        """Take the edit this widget put on the Session (``_applied``, for the widgets with an
+        Apply button) off it, if it is still there, and redraw. Runs in the worker."""
+        applied = getattr(self, "_applied", None)
+        if applied is not None and applied in self.session.edits:
+            with self._quietly():
+                self.session.replace(applied, None)
+        self._applied = None
+        self._render()
+
     def _on_session_event(self, event) -> None:
         if not self._quiet:
             self._runner.submit(self._when_settled(self._follow_and_refresh))

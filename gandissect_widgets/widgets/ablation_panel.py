@@ -221,13 +221,6 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         self._applied, self._undone_elsewhere = self.edit, False
         self._render()
 
-    def _unapply_now(self) -> None:
-        if self._applied is not None and self._applied in self.session.edits:
-            with self._quietly():
-                self.session.replace(self._applied, None)
-        self._applied = None
-        self._render()
-
     # ------------------------------------------------------------ rendering
     def _wanted_edit(self):
         units = parse_units(self.units, self.count)

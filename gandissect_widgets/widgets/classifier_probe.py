@@ -190,13 +190,6 @@ class ClassifierProbe(StaticFallback, SessionWidget, CanvasTraits):
                 self._applied = self.session.push(self.edit)
             self._render()
 
-    def _unapply_now(self) -> None:
-        if self._applied is not None and self._applied in self.session.edits:
-            with self._quietly():
-                self.session.replace(self._applied, None)
-        self._applied = None
-        self._render()
-
     # ------------------------------------------------------------ rendering
     def refresh(self) -> None:
         """Redraw for the Session as it is now."""
