@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .bilinear import pixels_above, round_down
+
 __all__ = [
     "Quantile",
     "TailQuantile",
@@ -934,19 +936,12 @@ class TailQuantile(_Stat):
 
 def upsample(acts: torch.Tensor, size) -> torch.Tensor:
     """Activation maps (N, C, h, w) upsampled bilinearly (align_corners=False) to ``size``, the
-    concept maps' (H, W), as dissection compares them and as ``threshold_on="upsampled"``
-    takes their quantile.  Computed channels-last (about 5x faster on the CPU; the values
-    equal the default layout's at integer scale factors and may differ in the last bit
-    elsewhere); the result is channels-last too."""
+    concept maps' (H, W), as ``threshold_on="upsampled"`` takes their quantile (IoU counts
+    compare the same values in float64, without making them).  Computed channels-last (about
+    5x faster on the CPU; the values equal the default layout's at integer scale factors and
+    may differ in the last bit elsewhere); the result is channels-last too."""
     acts = acts.contiguous(memory_format=torch.channels_last)
     return F.interpolate(acts, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def _round_down(values: torch.Tensor, dtype) -> torch.Tensor:
-    """``values`` rounded down to ``dtype``: for x in dtype, ``x > result`` iff ``x > values``."""
-    rounded = values.to(dtype)
-    too_big = rounded.double() > values.double()
-    return torch.where(too_big, torch.nextafter(rounded, rounded.new_tensor(-math.inf)), rounded)
 
 
 class IoU(_Stat):
@@ -955,6 +950,8 @@ class IoU(_Stat):
     ``update(acts, concepts)``: acts (N, C, h, w) are upsampled bilinearly (align_corners=False)
     to the concept maps' (N, H, W) size, an int64 map of labels in [0, n_concepts).  Accumulates
     int64 counts: ``active`` |A| (C,), ``concept_area`` |C_k| (K,), ``intersection`` (C, K).
+    A pixel is active when its upsampled value, computed in float64, is above its unit's
+    threshold; only the pixels that can be are computed (:mod:`~gandissect_widgets.bilinear`).
 
     >>> s = IoU(torch.zeros(1), n_concepts=2)
     >>> s.update(torch.tensor([[[[1.0, -1.0]]]]), torch.tensor([[[1, 0]]]))
@@ -977,24 +974,21 @@ class IoU(_Stat):
         self.intersection = torch.zeros(self.units, n_concepts, dtype=torch.int64)
         self.image_level = False  # counts of images (update_presence), not of pixels
 
-    def update(self, acts, concepts, chunk_elements: int = 1 << 22) -> None:
+    def update(self, acts, concepts, chunk_elements: int = 1 << 24) -> None:
         acts = torch.as_tensor(acts)
         concepts = torch.as_tensor(concepts, device=acts.device)
         n, c = self._check(acts, concepts)
         self._to(acts.device)
         size, k = concepts.shape[1:], self.n_concepts
         step = max(1, chunk_elements // max(1, c * size.numel()))
-        thresholds = _round_down(self.thresholds.to(acts.device), acts.dtype)
-        acts = acts.contiguous(memory_format=torch.channels_last)
+        thresholds = self.thresholds.to(acts.device)
         for i in range(0, n, step):
-            up = upsample(acts[i : i + step], size)
-            # (n, H, W, C) in memory: flat index = pixel * C + unit; few pixels are above
-            where = (up.permute(0, 2, 3, 1) > thresholds).reshape(-1).nonzero()[:, 0]
-            unit, labels = where % c, concepts[i : i + step].reshape(-1)
+            labels = concepts[i : i + step].flatten(1)
+            sample, unit, pixel = pixels_above(acts[i : i + step], size, thresholds)
             self.active += torch.bincount(unit, minlength=c)
-            pairs = torch.bincount(unit * k + labels[where // c], minlength=c * k)
+            pairs = torch.bincount(unit * k + labels[sample, pixel], minlength=c * k)
             self.intersection += pairs.view(c, k)
-            self.concept_area += torch.bincount(labels, minlength=k)
+            self.concept_area += torch.bincount(labels.reshape(-1), minlength=k)
         self.count += n
 
     def update_presence(self, acts, present) -> None:
@@ -1018,7 +1012,7 @@ class IoU(_Stat):
                 f"got {present.dtype} {tuple(present.shape)}"
             )
         self._to(acts.device)
-        above = (acts > _round_down(self.thresholds.to(acts.device), acts.dtype)).long()
+        above = (acts > round_down(self.thresholds.to(acts.device), acts.dtype)).long()
         self.active += above.sum(0)
         self.concept_area += present.long().sum(0)
         self.intersection += above.T @ present.long()
