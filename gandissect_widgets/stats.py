@@ -23,6 +23,7 @@ computed in float64 throughout.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import functools
 import glob
@@ -322,26 +323,44 @@ def _openblas():
     return None
 
 
-def _gram(u: torch.Tensor) -> torch.Tensor:
-    """``u @ u.T`` for u (C, M), exactly symmetric.
+def _gram(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``u @ u.T`` summed over ``parts``, each (C, ...) (flattened to (C, M_i)), exactly
+    symmetric.
 
     On the CPU, numpy's ``a @ a.T`` runs BLAS ``syrk`` (one triangle: half the products of a
-    general matrix product) on one thread: OpenBLAS's threads spin while they wait for each
-    other, and beside other work a 2-thread product took up to 14x its 1-thread time, while
-    one thread doing half the products keeps up with a 2-thread GEMM.  Elsewhere, and where
-    numpy's BLAS threads cannot be set, torch computes the blocks on and above the diagonal
-    (about 5/8 of the products for C >= 64) and mirrors them.
+    general matrix product) with OpenBLAS on one thread: its own threads spin while they wait
+    for each other, and beside other work a 2-thread product took up to 14x its 1-thread time.
+    With two or more torch threads the parts run side by side, each on one thread that also
+    makes its part's units-major copy (numpy: no torch thread pool spinning after it); the sum
+    is in the parts' order, so the bits are the same on any number of threads.  Elsewhere, and
+    where numpy's BLAS threads cannot be set, torch computes the blocks on and above the
+    diagonal (about 5/8 of the products for C >= 64) and mirrors them.
     """
-    blas = _openblas() if _on_numpy(u) and u.dtype in (torch.float32, torch.float64) else None
-    if blas is not None:
-        a = u.numpy()
+    c = parts[0].shape[0]
+    blas = _openblas() if all(_on_numpy(p) for p in parts) else None
+    if blas is not None and parts[0].dtype in (torch.float32, torch.float64):
+
+        def one(part: torch.Tensor) -> np.ndarray:
+            a = part.numpy()  # (C, M) views of rows go to BLAS as they are
+            a = a if a.ndim == 2 else np.ascontiguousarray(a).reshape(c, -1)
+            return a @ a.T
+
         set_threads, get_threads = blas
         before = get_threads()
         set_threads(1)
         try:
-            return torch.from_numpy(a @ a.T)
+            if len(parts) > 1 and torch.get_num_threads() > 1:
+                grams = list(_side_by_side().map(one, parts))
+            else:
+                grams = [one(p) for p in parts]
         finally:
             set_threads(before)
+        return torch.from_numpy(functools.reduce(np.add, grams))
+    return functools.reduce(torch.add, [_blocked_gram(p.reshape(c, -1)) for p in parts])
+
+
+def _blocked_gram(u: torch.Tensor) -> torch.Tensor:
+    """``u @ u.T`` from the blocks on and above the diagonal, mirrored."""
     c = u.shape[0]
     if c < 64:
         return u @ u.T
@@ -352,6 +371,15 @@ def _gram(u: torch.Tensor) -> torch.Tensor:
         out[i : i + step, i:] = block
         out[i + step :, i : i + step] = block[:, step:].T
     return out
+
+
+_SPLIT_GRAM = 4096  # rows from which a Gram matrix is summed from two halves
+
+
+@functools.lru_cache(maxsize=1)
+def _side_by_side() -> concurrent.futures.ThreadPoolExecutor:
+    """Two threads for the two halves of a Gram matrix (numpy and BLAS release the GIL)."""
+    return concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="gw-gram")
 
 
 class SecondMoment(_Stat):
@@ -376,10 +404,14 @@ class SecondMoment(_Stat):
         self.units = k.shape[1]
         if k.dim() == 4 and k.is_contiguous(memory_format=torch.channels_last):
             k = k.permute(0, 2, 3, 1).reshape(-1, k.shape[1])  # rows (M, C): a view
-        # rows give u as a transposed view; maps (N, C, ...) need one units-major copy
-        u = k.transpose(0, 1).reshape(k.shape[1], -1) if k.dim() > 2 else k.T
-        if u.shape[1]:
-            self._add(u.shape[1], _gram(u.to(_sum_dtype(u))).double())
+        # rows: halves of u = k.T (views); maps (N, C, ...): halves of the samples, each given
+        # units-major (a view; its copy is made where its product runs)
+        k = k.to(_sum_dtype(k))
+        rows = k.shape[0] * (k[0].numel() // k.shape[1]) if k.shape[0] else 0
+        cut = k.shape[0] // 2 if rows >= _SPLIT_GRAM else k.shape[0]
+        parts = [p.transpose(0, 1) for p in (k[:cut], k[cut:]) if p.shape[0]]
+        if rows:
+            self._add(rows, _gram(parts).double())
 
     def _add(self, n: int, total: torch.Tensor) -> None:
         self._sum = total.clone() if self._sum is None else self._sum.to(total.device) + total

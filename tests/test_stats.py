@@ -131,6 +131,25 @@ def test_second_moment_rows_and_maps_merge(units, dtype):
         torch.testing.assert_close(stat.moment, expected, **tol)
 
 
+def test_second_moment_same_bits_on_one_and_two_threads():
+    """Large batches are two halves of rows, run side by side on two threads: same bits."""
+    x = torch.randn(40, 70, 16, 16)  # 10,240 rows: split
+    rows = x.transpose(0, 1).reshape(70, -1).T.double()
+    found = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            stat = SecondMoment()
+            stat.update(x)
+            found.append(stat.moment)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(found[0], found[1])
+    assert torch.equal(found[0], found[0].T)
+    torch.testing.assert_close(found[0], rows.T @ rows / rows.shape[0], rtol=1e-5, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------- TopK
 def test_topk_values_ids_and_exact_merge():
     values = torch.randn(50, 7, 4, 4)
