@@ -47,6 +47,20 @@ def resolve(model: nn.Module, name: str) -> nn.Module:
         raise KeyError(f"unknown layer {name!r}; module paths are: {shown}") from None
 
 
+class _Seen(dict):
+    """The retained tensors of a :func:`hooked` pass, by name; :meth:`emit` hands a layer's
+    output to its hook as if the layer had just computed it (a pass resumed after it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hooks: dict[str, Callable] = {}
+
+    def emit(self, name: str, output: torch.Tensor) -> torch.Tensor:
+        """``output`` of layer ``name`` after its edits (and retained, if asked for)."""
+        hook = self.hooks.get(name)
+        return output if hook is None else hook(None, (), output)
+
+
 @contextmanager
 def hooked(
     model: nn.Module,
@@ -71,7 +85,7 @@ def hooked(
     views = views or {}
     edit = {k: list(v) for k, v in (edit or {}).items() if v}
     retain, retain_input = set(retain), set(retain_input)
-    seen: dict[str, torch.Tensor] = {}
+    seen = _Seen()
     wanted = {n for n in retain} | {n + ":in" for n in retain_input}
     handles = []
 
@@ -108,7 +122,8 @@ def hooked(
 
     try:
         for name in sorted(set(edit) | retain):
-            handles.append(resolve(model, name).register_forward_hook(_output_hook(name)))
+            seen.hooks[name] = _output_hook(name)
+            handles.append(resolve(model, name).register_forward_hook(seen.hooks[name]))
         for name in sorted(retain_input):
             handles.append(resolve(model, name).register_forward_pre_hook(_input_hook(name)))
         yield seen

@@ -59,7 +59,7 @@ class Runner:
         self._applied: list[tuple[Edit, torch.Tensor]] = []  # weight edits in the model now
         self._fingerprints: dict = {}
         self._stages = stages(self.model)  # where a pass may start over (suffix passes)
-        self._trusted: dict[int, bool] = {}  # stage -> suffix passes checked equal to full ones
+        self._trusted: dict[tuple, bool] = {}  # (stage, after) -> checked equal to full passes
         self.views: dict = {}  # layer -> LayerView (tokens, vectors); maps need none
 
     # ------------------------------------------------------------------ weights
@@ -136,8 +136,9 @@ class Runner:
         edit); ``grad`` keeps autograd on. ``rows`` names the samples of ``inputs`` (hashable,
         one per row, the same name always meaning the same input and adaptation): with them a
         pass whose edits and retained layers all lie at stage ``k`` or later starts at stage
-        ``k`` from that stage's cached inputs (see :mod:`~gandissect_widgets.stages`),
-        bit-identical to the full pass.
+        ``k`` from that stage's cached inputs (see :mod:`~gandissect_widgets.stages`), or
+        after it from its cached output when everything at stage ``k`` edits or reads that
+        output (an ablation of the stage's units), bit-identical to the full pass.
         """
         # A batch of one takes other kernels than larger batches, whose rounding differs; run
         # as two rows, every row is bit-identical in whatever batch it is computed.
@@ -153,23 +154,31 @@ class Runner:
         pass_ = functools.partial(
             self._pass, state=state, retain=retain, retain_input=retain_input, stop=stop
         )
-        k = None if grad or rows is None else self._start(state, retain, retain_input, extra)
-        if k is None:
+        start = None if grad or rows is None else self._start(state, retain, retain_input, extra)
+        if start is None:
             out, seen = pass_(inputs, fns, grad=grad)
         else:
+            k, after = start
+            resumed = fns
+            if after:  # stage k's output as cached has been through its `before` functions
+                name = self._stages[k]
+                resumed = {**fns, name: fns.get(name, [])[len((before or {}).get(name, ())) :]}
             with self.lock:
-                x = self._stage_inputs(k, inputs, rows, state, before)
-                out, seen = pass_(x, fns, start=k)
-                if k not in self._trusted:  # once per stage: the same as a full pass?
+                x = self._stage_inputs(k + after, inputs, rows, state, before)
+                out, seen = pass_(
+                    x, resumed, start=k + after, emit=self._stages[k] if after else None
+                )
+                if start not in self._trusted:  # once per start: the same as a full pass?
                     full = pass_(inputs, fns)
-                    self._trusted[k] = _same(full, (out, seen))
+                    self._trusted[start] = _same(full, (out, seen))
                     out, seen = full
         if single:
             return (None if out is None else out[:1]), {k: v[:1] for k, v in seen.items()}
         return out, dict(seen)
 
-    def _pass(self, x, fns, *, state, retain, retain_input, stop, grad=False, start=0):
-        """The forward at ``state`` with output functions ``fns``, from stage ``start``."""
+    def _pass(self, x, fns, *, state, retain, retain_input, stop, grad=False, start=0, emit=None):
+        """The forward at ``state`` with output functions ``fns``, from stage ``start``; with
+        ``emit``, ``x`` is first that layer's output (its output functions are applied)."""
         with (
             self.at(state),
             torch.set_grad_enabled(grad),
@@ -183,6 +192,8 @@ class Runner:
             ) as seen,
         ):
             try:
+                if emit is not None:
+                    x = seen.emit(emit, x)
                 if start:
                     out = run_from(self.model, self._stages, start, x)
                 else:
@@ -191,16 +202,29 @@ class Runner:
                 out = None
         return out, dict(seen)
 
-    def _start(self, state: State, retain, retain_input, extra) -> int | None:
-        """The stage a pass at ``state`` may start at, or None for a full pass."""
+    def _start(self, state: State, retain, retain_input, extra) -> tuple[int, bool] | None:
+        """Where a pass at ``state`` may start, or None for a full pass: ``(k, after)``, at
+        stage ``k`` from its cached input, or (``after``) from its cached output when all that
+        happens at stage ``k`` happens to that output (no weight edit, nothing inside it)."""
         if not self._stages or not state.edits:
             return None
         layers = [e.layer for e in state.edits]
         layers += [*retain, *retain_input, *(extra or {})]
         found = [stage_of(self._stages, n) for n in layers]
-        if None in found or min(found) == 0 or self._trusted.get(min(found)) is False:
+        if None in found or min(found) == 0:
             return None
-        return min(found)
+        k = min(found)
+        name = self._stages[k]
+        after = (
+            k + 1 < len(self._stages)
+            and all(n == name for n, s in zip(layers, found) if s == k)
+            and name not in retain_input
+            and not any(e.changes_weights and e.layer == name for e in state.edits)
+        )
+        for start in ((k, True), (k, False)) if after else ((k, False),):
+            if self._trusted.get(start) is not False:
+                return start
+        return None
 
     def _stage_inputs(self, k, inputs, rows, state, before) -> torch.Tensor:
         """Stage ``k``'s inputs for ``rows``: cached (no edit lies before stage ``k``), the

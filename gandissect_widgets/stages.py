@@ -4,8 +4,9 @@ A model whose forward feeds its input through its top-level children one after a
 (``nn.Sequential`` and subclasses that only reshape the input first, as hamlet's and ProGAN's
 generators and the hamlet classifier do) can be resumed at child ``k`` from the input that
 child saw: the children from ``k`` on are called in order, with every hook in place. The
-:class:`~gandissect_widgets.runner.Runner` uses it to start a pass at the first edited layer
-(it checks once per stage that the result is bit-identical to a full pass before trusting it).
+:class:`~gandissect_widgets.runner.Runner` uses it to start a pass at the first edited layer,
+or after it when only that layer's output is edited (it checks once per start that the result
+is bit-identical to a full pass before trusting it).
 
 >>> import torch
 >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))

@@ -91,24 +91,45 @@ def test_suffix_passes_are_bit_identical_to_full_passes(kind, data):
     _check(kind, data.draw(_cases(kind)))
 
 
-def test_sequential_generators_start_at_the_edited_stage_and_cache_its_inputs():
+def test_sequential_generators_start_after_the_edited_stage_and_cache_its_output():
     s = Session(_progan(), device="cpu", batch_size=4)
     k = s.runner._stages.index("layer5")
-    first = []
-    hook = s.model.layer1.register_forward_hook(lambda *a: first.append(1))
+    first, edited = [], []
+    hooks = [
+        s.model.layer1.register_forward_hook(lambda *a: first.append(1)),
+        s.model.layer5.register_forward_hook(lambda *a: edited.append(1)),
+    ]
     try:
         s.forward([0, 1, 2], State((s.ablation("layer5", [0, 1]),)))
         s.forward([0, 1, 2], State((s.ablation("layer6", [0, 1]),)))
-        assert s.runner._trusted == {k: True, k + 1: True} and first  # each checked once
-        first.clear()
-        for units in ([3], [4, 5], [0]):  # new states at the same stage: no pass before it
+        assert s.runner._trusted == {(k, True): True, (k + 1, True): True}  # each checked once
+        assert first
+        first.clear(), edited.clear()
+        for units in ([3], [4, 5], [0]):  # new states at the same stage: no pass up to it
             s.forward([0, 1, 2], State((s.ablation("layer5", units),)))
             s.forward([0, 1, 2], State((s.ablation("layer6", units),)))
-        assert not first
+        assert not first and not edited  # the edited stage itself does not run again
         s.forward([7], State((s.ablation("layer5", [3]),)))  # a new sample: its prefix runs
         assert first
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
+
+
+def test_a_weight_edit_or_an_edit_inside_the_stage_starts_at_its_input():
+    s = Session(_progan(), device="cpu", batch_size=4)
+    k = s.runner._stages.index("layer5")
+    inside = s.ablation("layer5.conv", [0, 1])  # inside the stage: its output is not enough
+    weights = _weight_edit(s, "layer5", 0.1)
+    sub = weights.layer.split(".", 1)[1]
+    named_by_stage = WeightEdit("layer5", f"{sub}.{weights.param}", weights.delta)  # the stage
+    for state in [State((inside,)), State((weights,)), State((named_by_stage,))]:
+        assert s.runner._start(state, (), (), None) == (k, False)
+        full = s.runner.run(s.inputs([0, 1]), state)[0]
+        assert torch.equal(s.forward([0, 1], state)[0], full)
+    outside = State((s.ablation("layer5", [0]),))
+    assert s.runner._start(outside, ["layer5"], (), None) == (k, True)  # retained: fine
+    assert s.runner._start(outside, (), ["layer5"], None) == (k, False)  # its input wanted
 
 
 class _PostProcessed(TinyGenerator):
@@ -125,4 +146,5 @@ def test_a_model_that_is_not_its_children_in_order_falls_back_to_full_passes():
     full = s.runner.run(s.inputs([1, 2]), state)[0]
     for _ in range(3):
         assert torch.equal(s.forward([1, 2], state)[0], full)
-    assert s.runner._trusted == {s.runner._stages.index("layer2"): False}
+    k = s.runner._stages.index("layer2")
+    assert s.runner._trusted == {(k, True): False, (k, False): False}
