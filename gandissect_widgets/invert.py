@@ -77,8 +77,8 @@ DEFAULTS = {
 }
 
 #: What changes with an encoder's first guess (``fit_photo(..., encoder=...)``): far fewer
-#: steps, chosen with ``python -m benchmarks invert``.
-ENCODED = {"steps": 300, "z_fraction": 0.25}
+#: steps, and a faster residual, chosen with ``python -m benchmarks invert``.
+ENCODED = {"steps": 300, "z_fraction": 0.25, "residual_lr": 0.1}
 
 
 @dataclass
@@ -156,7 +156,7 @@ def fit_photo(
     z_fraction: float | None = None,
     residual_weight: float = DEFAULTS["residual_weight"],
     lr: float = DEFAULTS["lr"],
-    residual_lr: float = DEFAULTS["residual_lr"],
+    residual_lr: float | None = None,
     l1_weight: float = DEFAULTS["l1_weight"],
     prior: str = DEFAULTS["prior"],
     residual_norm: str = DEFAULTS["residual_norm"],
@@ -188,14 +188,15 @@ def fit_photo(
         prior: the residual's coordinates: "cov" (the default: whitened by the units'
             covariance over the candidates' features, so cheap along the directions the units
             vary together), "diag" (units scaled by their spread) or "none" (the units).
-        lr, residual_lr: Adam step sizes of the latent and of the residual (cosine decay).
+        lr, residual_lr: Adam step sizes of the latent and of the residual (cosine decay;
+            ``residual_lr`` defaults to ``DEFAULTS``'s, or ``ENCODED``'s with an encoder).
         l1_weight: weight of a mean absolute pixel error added to the mean squared one.
         seed: the candidates' random draw; equal arguments give equal results on one machine.
         encoder: maps the picture (1, 3, H, W) in [-1, 1] to a latent (1, z_dim), e.g.
             hamlet's (:func:`~gandissect_widgets.zoo.hamlet.load_encoder`): the fit then starts
-            from its guess instead of the best random draws, and ``steps`` and ``z_fraction``
-            default to :data:`ENCODED` (far fewer steps); the candidates only measure the
-            layer's covariance.
+            from its guess instead of the best random draws, and ``steps``, ``z_fraction``
+            and ``residual_lr`` default to :data:`ENCODED` (far fewer steps); the candidates
+            only measure the layer's covariance.
         preview: called as ``preview(photo)`` with the fit so far (a :class:`Photo`; its
             ``psnr`` and ``losses`` so far): first with the start (the encoder's guess, or
             the best random draw), then at most every ``preview_every`` seconds, and at the end.
@@ -205,6 +206,7 @@ def fit_photo(
     chosen = DEFAULTS if encoder is None else ENCODED
     steps = chosen["steps"] if steps is None else steps
     z_fraction = chosen["z_fraction"] if z_fraction is None else z_fraction
+    residual_lr = chosen["residual_lr"] if residual_lr is None else residual_lr
     steps, restarts, candidates = (
         _positive_int(steps, "steps"),
         _positive_int(restarts, "restarts"),

@@ -557,7 +557,7 @@ gw.ImageGrid(pictures, size=192, captions=["wooded", "big roofs"])
 ## Invert them
 
 hamlet ships an **encoder** that guesses the latent from the picture in milliseconds; the fit
-starts from that guess and refines it in 300 steps, some 6 s of one CPU core per picture
+starts from that guess and refines it in 300 steps, some 4 s of one CPU core per picture
 (`progress=True` shows a bar; `background=True` returns a Job you can cancel; `steps=` trades
 time for fidelity; `encoder=None` fits from random latents instead, as for a generator without
 an encoder: 800 steps, some 15 s).
@@ -608,7 +608,7 @@ assert after_n < 0.25 * before_n
         md("""
 The photo's correction was fitted to layer5, which *feeds* these units, so they draw the
 photo's trees themselves. It does not always go this well: on 50 held-out pictures the top
-three tree units remove 71% of the tree pixels (80% on generated samples), some pictures
+three tree units remove 70% of the tree pixels (80% on generated samples), some pictures
 losing all of them and some almost none (BENCHMARKS.md, "Photo inversion"). Try the
 `AblationPanel` on the photos: `gw.AblationPanel(session, LAYER, units=trees, seeds=ids)`.
 
@@ -635,8 +635,8 @@ session.undo()
 assert np.array_equal(session.generate(ids), reconstruction)
 """),
         md("""
-On 50 held-out pictures 55% of the roof pixels turn to tree (86% on generated samples), but
-it varies: on the six with the most roof, 5% to 75% (49% on this one). The closer the latent
+On 50 held-out pictures 54% of the roof pixels turn to tree (86% on generated samples), but
+it varies from picture to picture (50% on this one). The closer the latent
 alone comes to the picture (the encoder's guess helps), the more of the roofs the generator's
 own units draw, and the rule reaches those.
 """),
