@@ -5,9 +5,12 @@ lie above the unit's threshold; only about 1% do. An upsampled pixel is a convex
 of the four map values around it (its *cell*), so a cell whose four corners are all at or below
 the threshold has no pixel above it. :func:`pixels_above` finds the cells with a corner above
 the threshold, then the output rows of those cells whose two ends can exceed it, and computes
-only the pixels of those rows, in float64: a pixel counts when its exact bilinear value
-(``F.interpolate(acts.double(), size, mode="bilinear", align_corners=False)``) is above the
-threshold. That is the same set as the float64 upsampling gives, at a fraction of its work.
+only the pixels of those rows, in float64: a pixel counts when its bilinear value, as
+``F.interpolate(acts.double(), size, mode="bilinear", align_corners=False)`` gives it, is above
+the threshold, at a fraction of the work. At power-of-two scale factors (and the same size)
+every weight and product is exact in float64, so a pixel exactly at its threshold falls as in
+the float64 upsampling; in general the two may round a value within one float64 step of the
+threshold differently.
 
 >>> import torch, torch.nn.functional as F
 >>> acts = torch.randn(2, 3, 4, 4)

@@ -42,7 +42,7 @@ Example:
     >>> s.export("hamlet-edited.safetensors")
     PosixPath('hamlet-edited.safetensors')
     >>> g = gw.zoo.load("hamlet-edited.safetensors")
-    >>> z = s.latents([3])
+    >>> z = s.latents([3, 9])   # a batch of two: a batch of one takes other kernels
     >>> with torch.no_grad():
     ...     print(torch.allclose(g.eval()(z), s.run(z)[0].cpu(), atol=1e-5))
     True

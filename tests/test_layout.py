@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent / "gandissect_widgets"
 PACKAGE = "gandissect_widgets"
 
 LEAVES = ["checks", "render", "stats", "cache", "jobs", "hooks", "edits", "arena", "events"]
-LEAVES += ["sources", "stages", "layerkinds"]
+LEAVES += ["sources", "stages", "layerkinds", "bilinear"]
 ANALYSES = ["dissect", "effects", "rewrite", "distributed", "export", "invert", "photos"]
 ANALYSES += ["steering", "attacks"]
 RANKS = {
