@@ -28,7 +28,7 @@ import math
 
 import torch
 
-__all__ = ["pixels_above", "round_down"]
+__all__ = ["pixels_above", "pixels_above_in_parts", "round_down"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -72,12 +72,18 @@ def pixels_above(acts: torch.Tensor, size, thresholds: torch.Tensor):
     Returns int64 tensors ``(sample, unit, pixel)``, one entry per pixel above its unit's
     threshold; ``pixel`` indexes the flattened (H, W) map.
     """
+    parts = list(pixels_above_in_parts(acts, size, thresholds))
+    return tuple(torch.cat(found) for found in zip(*parts))
+
+
+def pixels_above_in_parts(acts: torch.Tensor, size, thresholds: torch.Tensor, cells: int = 1 << 16):
+    """:func:`pixels_above` as parts of at most ``cells`` candidate cells each, so that its
+    memory stays bounded when most pixels are above their thresholds."""
     n, c, h, w = acts.shape
     H, W = (int(s) for s in size)
     device = acts.device
     work = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-    rows, row_at, row_w0, row_w1 = (t.to(device) for t in _axis(h, H))
-    cols, col_at, col_w0, col_w1 = (t.to(device) for t in _axis(w, W))
+    axes = [tuple(t.to(device) for t in _axis(h, H)), tuple(t.to(device) for t in _axis(w, W))]
     x = acts.contiguous()
     corners = x.clone()  # each cell's largest corner: the maximum over (i, i+1) x (j, j+1)
     torch.maximum(x[:, :, :-1], x[:, :, 1:], out=corners[:, :, :-1])
@@ -85,7 +91,20 @@ def pixels_above(acts: torch.Tensor, size, thresholds: torch.Tensor):
     torch.maximum(rows_max[..., :-1], rows_max[..., 1:], out=corners[..., :-1])
     t = thresholds.to(device=device, dtype=work)
     floor = t if t.dtype == x.dtype else round_down(t, x.dtype)  # corners > floor iff > t
-    cell = (corners > floor[:, None, None]).reshape(-1).nonzero()[:, 0]  # flat (n, u, i, j)
+    hot = (corners > floor[:, None, None]).reshape(-1).nonzero()[:, 0]  # flat (n, u, i, j)
+    del corners, rows_max
+    for start in range(0, len(hot), cells):
+        yield _cell_pixels(x, hot[start : start + cells], t, axes, work, W)
+    if not len(hot):
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        yield empty, empty, empty
+
+
+def _cell_pixels(x, cell, t, axes, work, W):
+    """(sample, unit, pixel) above ``t`` among the output pixels of cells ``cell`` (flat) of
+    maps ``x``, upsampled to width ``W``."""
+    n, c, h, w = x.shape
+    (rows, row_at, row_w0, row_w1), (cols, col_at, col_w0, col_w1) = axes
     j, rest = cell % w, cell // w
     i, rest = rest % h, rest // h
     unit, sample = rest % c, rest // c

@@ -13,11 +13,50 @@ import contextlib
 import threading
 from collections.abc import Callable
 
-__all__ = ["Job", "Cancelled", "progress_bar", "one_torch_thread"]
+__all__ = ["Job", "Cancelled", "progress_bar", "one_torch_thread", "one_thread"]
 
 
-_ONE_THREAD = threading.Lock()
-_ONE_THREAD_USERS = [0, None]  # blocks inside one_torch_thread, the count to restore after
+def one_thread(get: Callable[[], int], put: Callable[[int], object]):
+    """A context manager (and decorator) that sets a thread count to 1 (``put(1)``) for its
+    block and restores the count read by ``get()`` once the last of the blocks overlapping
+    in several threads ends: each thread that starts a block finds the count already at 1,
+    so restoring what it found would leave it there.
+
+    >>> counts = [4]
+    >>> block = one_thread(lambda: counts[0], lambda n: counts.__setitem__(0, n))
+    >>> with block():
+    ...     with block():
+    ...         inside = counts[0]
+    >>> inside, counts[0]
+    (1, 4)
+    """
+    lock, users = threading.Lock(), [0, None]  # blocks running, the count to restore after
+
+    @contextlib.contextmanager
+    def block():
+        with lock:
+            if users[0] == 0:
+                users[1] = get()
+            users[0] += 1
+            put(1)
+        try:
+            yield
+        finally:
+            with lock:
+                users[0] -= 1
+                if users[0] == 0:
+                    put(users[1])
+
+    return block
+
+
+def _torch_threads(n: int | None = None):
+    import torch
+
+    return torch.get_num_threads() if n is None else torch.set_num_threads(n)
+
+
+_one_torch_block = one_thread(_torch_threads, _torch_threads)
 
 
 @contextlib.contextmanager
@@ -35,20 +74,8 @@ def one_torch_thread():
     ...     torch.get_num_threads()
     1
     """
-    import torch
-
-    with _ONE_THREAD:
-        if _ONE_THREAD_USERS[0] == 0:
-            _ONE_THREAD_USERS[1] = torch.get_num_threads()
-        _ONE_THREAD_USERS[0] += 1
-        torch.set_num_threads(1)
-    try:
+    with _one_torch_block():
         yield
-    finally:
-        with _ONE_THREAD:
-            _ONE_THREAD_USERS[0] -= 1
-            if _ONE_THREAD_USERS[0] == 0:
-                torch.set_num_threads(_ONE_THREAD_USERS[1])
 
 
 def progress_bar(total: int | None, desc: str, enabled: bool = True, unit: str = "it"):

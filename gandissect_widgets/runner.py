@@ -239,7 +239,12 @@ class Runner:
             )
             x = seen[name + ":in"].detach().cpu()
             found = [x[j] for j in range(len(rows))]
+            # a row named twice (a batch of one runs as two rows) is kept as first computed:
+            # `before` functions (a photo's own adaptation) apply to the first row only
+            first: dict = {}
             for key, row in zip(keys, found):
+                first.setdefault(key, row)
+            for key, row in first.items():
                 self.results.put(key, row)
         return torch.stack(found).to(self.device)
 

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .bilinear import pixels_above, round_down
+from .bilinear import pixels_above_in_parts, round_down
+from .jobs import one_thread
 
 __all__ = [
     "Quantile",
@@ -305,6 +306,14 @@ class Moments(_Stat):
 
 
 @functools.cache
+@functools.lru_cache(maxsize=1)
+def _one_blas_thread():
+    """A context manager running numpy's bundled OpenBLAS on one thread (restoring its count
+    once the last overlapping block ends), or None where that BLAS cannot be found."""
+    blas = _openblas()
+    return None if blas is None else one_thread(blas[1], blas[0])
+
+
 def _openblas():
     """(set_num_threads, get_num_threads) of numpy's bundled OpenBLAS, or None elsewhere."""
     for path in sorted(glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*"))):
@@ -337,24 +346,20 @@ def _gram(parts: list[torch.Tensor]) -> torch.Tensor:
     diagonal (about 5/8 of the products for C >= 64) and mirrors them.
     """
     c = parts[0].shape[0]
-    blas = _openblas() if all(_on_numpy(p) for p in parts) else None
-    if blas is not None and parts[0].dtype in (torch.float32, torch.float64):
+    on_numpy = all(_on_numpy(p) for p in parts) and parts[0].dtype in (torch.float32, torch.float64)
+    one_blas_thread = _one_blas_thread() if on_numpy else None
+    if one_blas_thread is not None:
 
         def one(part: torch.Tensor) -> np.ndarray:
             a = part.numpy()  # (C, M) views of rows go to BLAS as they are
             a = a if a.ndim == 2 else np.ascontiguousarray(a).reshape(c, -1)
             return a @ a.T
 
-        set_threads, get_threads = blas
-        before = get_threads()
-        set_threads(1)
-        try:
+        with one_blas_thread():
             if len(parts) > 1 and torch.get_num_threads() > 1:
                 grams = list(_side_by_side().map(one, parts))
             else:
                 grams = [one(p) for p in parts]
-        finally:
-            set_threads(before)
         return torch.from_numpy(functools.reduce(np.add, grams))
     return functools.reduce(torch.add, [_blocked_gram(p.reshape(c, -1)) for p in parts])
 
@@ -407,11 +412,13 @@ class SecondMoment(_Stat):
         # rows: halves of u = k.T (views); maps (N, C, ...): halves of the samples, each given
         # units-major (a view; its copy is made where its product runs)
         k = k.to(_sum_dtype(k))
-        rows = k.shape[0] * (k[0].numel() // k.shape[1]) if k.shape[0] else 0
+        rows = k.shape[0] * math.prod(k.shape[2:])
         cut = k.shape[0] // 2 if rows >= _SPLIT_GRAM else k.shape[0]
         parts = [p.transpose(0, 1) for p in (k[:cut], k[cut:]) if p.shape[0]]
         if rows:
-            self._add(rows, _gram(parts).double())
+            units = k.shape[1]
+            total = _gram(parts) if units else k.new_zeros(0, 0)
+            self._add(rows, total.double())
 
     def _add(self, n: int, total: torch.Tensor) -> None:
         self._sum = total.clone() if self._sum is None else self._sum.to(total.device) + total
@@ -1016,10 +1023,10 @@ class IoU(_Stat):
         thresholds = self.thresholds.to(acts.device)
         for i in range(0, n, step):
             labels = concepts[i : i + step].flatten(1)
-            sample, unit, pixel = pixels_above(acts[i : i + step], size, thresholds)
-            self.active += torch.bincount(unit, minlength=c)
-            pairs = torch.bincount(unit * k + labels[sample, pixel], minlength=c * k)
-            self.intersection += pairs.view(c, k)
+            for sample, unit, pixel in pixels_above_in_parts(acts[i : i + step], size, thresholds):
+                self.active += torch.bincount(unit, minlength=c)
+                pairs = torch.bincount(unit * k + labels[sample, pixel], minlength=c * k)
+                self.intersection += pairs.view(c, k)
             self.concept_area += torch.bincount(labels.reshape(-1), minlength=k)
         self.count += n
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gandissect_widgets.bilinear import pixels_above
+from gandissect_widgets.bilinear import pixels_above, pixels_above_in_parts
 from gandissect_widgets.stats import IoU
 
 
@@ -100,3 +100,15 @@ def test_iou_counts_agree_with_the_dense_float64_count():
     onehot = F.one_hot(concepts, 7).bool()
     assert torch.equal(stat.active, above.sum(dim=(0, 2, 3)))
     assert torch.equal(stat.intersection, (above[..., None] & onehot[:, None]).sum(dim=(0, 2, 3)))
+
+
+def test_parts_bound_the_cells_and_add_up_to_the_whole():
+    """Most pixels above their thresholds: many small parts, the same pixels in all."""
+    torch.manual_seed(2)
+    acts = torch.randn(2, 3, 5, 6)
+    thresholds = torch.full((3,), -10.0, dtype=torch.float64)  # every pixel is above
+    parts = list(pixels_above_in_parts(acts, (20, 24), thresholds, cells=7))
+    assert len(parts) == -(-2 * 3 * 5 * 6 // 7)
+    found = sorted(zip(*(torch.cat(p).tolist() for p in zip(*parts))))
+    assert found == _reference(acts, (20, 24), thresholds)
+    assert len(found) == 2 * 3 * 20 * 24

@@ -1,5 +1,7 @@
 """Tests for the mergeable running statistics: shards merge to one pass, sketch accuracy, I/O."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -148,6 +150,40 @@ def test_second_moment_same_bits_on_one_and_two_threads():
     assert torch.equal(found[0], found[1])
     assert torch.equal(found[0], found[0].T)
     torch.testing.assert_close(found[0], rows.T @ rows / rows.shape[0], rtol=1e-5, atol=1e-5)
+
+
+def test_second_moment_of_no_units_counts_rows():
+    for batch in (torch.zeros(5, 0), torch.zeros(2, 0, 3, 3)):
+        stat = SecondMoment()
+        stat.update(batch)
+        assert stat.count == batch.shape[0] * (9 if batch.dim() == 4 else 1)
+        assert stat.moment.shape == (0, 0)
+
+
+def test_blas_thread_count_comes_back_after_threads_hammer_second_moment():
+    from gandissect_widgets.stats import _openblas
+
+    blas = _openblas()
+    if blas is None:
+        pytest.skip("numpy's BLAS thread count cannot be read here")
+    set_threads, get_threads = blas
+    before = get_threads()
+    set_threads(2)
+    try:
+        x = torch.randn(4096, 16)
+
+        def work():
+            for _ in range(40):
+                SecondMoment().update(x)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert get_threads() == 2
+    finally:
+        set_threads(before)
 
 
 # ------------------------------------------------------------------------------------- TopK

@@ -148,3 +148,17 @@ def test_a_model_that_is_not_its_children_in_order_falls_back_to_full_passes():
         assert torch.equal(s.forward([1, 2], state)[0], full)
     k = s.runner._stages.index("layer2")
     assert s.runner._trusted == {(k, True): False, (k, False): False}
+
+
+@pytest.mark.parametrize("edited", ["layer4", "layer5"])  # after the photo's stage / at a later one
+def test_a_single_photo_keeps_its_residual_in_suffix_passes(edited):
+    """A batch of one runs as two rows, and the photo's residual is added to the first only:
+    the cached stage rows must be that first row's."""
+    s = Session(_progan(), device="cpu", batch_size=4)
+    c, h, w = s.layer_shape("layer4")
+    torch.manual_seed(0)
+    pid = s.sources.add_photo(torch.randn(s.z_dim), "layer4", 3 * torch.randn(c, h, w))
+    state = State((s.ablation(edited, [0, 1]),))
+    full = s.runner.run(s.inputs([pid]), state, before=s.sources.adapters([pid]))[0]
+    for _ in range(3):  # the first call computes and checks; the others read the cache
+        assert torch.equal(s.forward([pid], state)[0], full)
