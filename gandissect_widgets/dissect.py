@@ -462,6 +462,7 @@ def dissect(
         "threshold_on": levels.on,
         "method": levels.method,
         "shard_size": size,
+        "upsampled_values": "float64",  # IoU counts before 2026-12 compared float32 values
     }
     expect = {"iou": (c, len(concepts)), "thresholds": (c,), "mean": (c,), "high": (c,)}
 
