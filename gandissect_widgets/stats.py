@@ -306,7 +306,6 @@ class Moments(_Stat):
 
 
 @functools.cache
-@functools.lru_cache(maxsize=1)
 def _one_blas_thread():
     """A context manager running numpy's bundled OpenBLAS on one thread (restoring its count
     once the last overlapping block ends), or None where that BLAS cannot be found."""
@@ -314,6 +313,7 @@ def _one_blas_thread():
     return None if blas is None else one_thread(blas[1], blas[0])
 
 
+@functools.cache
 def _openblas():
     """(set_num_threads, get_num_threads) of numpy's bundled OpenBLAS, or None elsewhere."""
     for path in sorted(glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*"))):
