@@ -45,16 +45,18 @@ def test_same_pixels_as_upsampling_in_float64(shape, size):
     assert found  # the thresholds leave pixels above them
 
 
+# maps (n, c, h, w) and the seed of their values, for the hypothesis tests below
+_MAPS = {
+    "n": st.integers(1, 3),
+    "c": st.integers(1, 4),
+    "h": st.integers(1, 9),
+    "w": st.integers(1, 9),
+    "seed": st.integers(0, 2**16),
+}
+
+
 @settings(max_examples=60, deadline=None)
-@given(
-    n=st.integers(1, 3),
-    c=st.integers(1, 4),
-    h=st.integers(1, 9),
-    w=st.integers(1, 9),
-    H=st.integers(1, 40),
-    W=st.integers(1, 40),
-    seed=st.integers(0, 2**16),
-)
+@given(**_MAPS, H=st.integers(1, 40), W=st.integers(1, 40))
 def test_any_sizes(n, c, h, w, H, W, seed):
     g = torch.Generator().manual_seed(seed)
     acts = torch.randn(n, c, h, w, generator=g)
@@ -63,14 +65,7 @@ def test_any_sizes(n, c, h, w, H, W, seed):
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    n=st.integers(1, 3),
-    c=st.integers(1, 4),
-    h=st.integers(1, 9),
-    w=st.integers(1, 9),
-    up=st.tuples(st.integers(0, 3), st.integers(0, 3)),
-    seed=st.integers(0, 2**16),
-)
+@given(**_MAPS, up=st.tuples(st.integers(0, 3), st.integers(0, 3)))
 def test_ties_at_power_of_two_scales(n, c, h, w, up, seed):
     """Values and thresholds on a 0.1 grid: many pixels exactly at a threshold. At power-of-two
     scales every weight and product is exact in float64, so ties fall the same way."""
