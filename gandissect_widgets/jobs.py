@@ -125,6 +125,7 @@ class Job:
         self._result = None
         self._error: BaseException | None = None
         self._watchers: list[Callable[[Job], None]] = []
+        self._watch_lock = threading.Lock()  # an ending job and a new watcher: one call, not two
         self._thread = threading.Thread(target=self._main, args=(work,), daemon=True, name=name)
         self._thread.start()
 
@@ -134,8 +135,11 @@ class Job:
         except BaseException as err:  # handed to result()
             self._error = err
         finally:
-            self._finished.set()
-            self._notify()
+            with self._watch_lock:
+                self._finished.set()
+                watchers = list(self._watchers)
+            for cb in watchers:
+                cb(self)
 
     def step(self, n: int = 1) -> None:
         """Count ``n`` units of work done; raises :class:`Cancelled` once cancel was asked."""
@@ -149,8 +153,24 @@ class Job:
             cb(self)
 
     def watch(self, callback: Callable[[Job], None]) -> None:
-        """Call ``callback(job)`` after every step and when the job ends (from its thread)."""
-        self._watchers.append(callback)
+        """Call ``callback(job)`` after every later step and once when the job ends, from the
+        job's thread; a job that has already ended calls it once from a new thread. So every
+        watcher sees the end exactly once, and never in the caller's thread (which may hold a
+        lock the callback takes).
+
+        >>> job = Job(lambda job: 42)
+        >>> job.result()
+        42
+        >>> seen = threading.Event()
+        >>> job.watch(lambda j: seen.set())
+        >>> seen.wait(5)
+        True
+        """
+        with self._watch_lock:
+            if not self._finished.is_set():
+                self._watchers.append(callback)
+                return
+        threading.Thread(target=callback, args=(self,), daemon=True, name=self.name).start()
 
     @property
     def progress(self) -> float:

@@ -115,8 +115,22 @@ def test_the_fit_runs_on_a_clean_copy_without_anyone_elses_hooks(gen_session):
 
 
 # 4 ------------------------------------------------------------------------------------------
+class _GatedSegmenter(ThresholdSegmenter):
+    """Segments nothing in a dissection's thread until ``open`` is set: the job cannot take
+    its first step before the test has attached its watcher."""
+
+    def __init__(self):
+        self.open = threading.Event()
+
+    def segment(self, images):
+        if threading.current_thread() is not threading.main_thread():
+            assert self.open.wait(60)
+        return super().segment(images)
+
+
 def test_background_dissection_keeps_its_starting_state(tmp_path):
-    s = _fresh(segmenter=ThresholdSegmenter())
+    gated = _GatedSegmenter()
+    s = _fresh(segmenter=gated)
     s.runner.results.limit  # noqa: B018 - a real arena, not the replay's empty one
     reference = _fresh(segmenter=ThresholdSegmenter()).dissect(
         "layer2", n=32, batch_size=8, cache=False, progress=False
@@ -124,12 +138,13 @@ def test_background_dissection_keeps_its_starting_state(tmp_path):
     pushed = threading.Event()
     job = s.dissect("layer2", n=32, batch_size=8, cache=tmp_path, progress=False, background=True)
 
-    def edit_on(j):  # the user ablates after the job's first batch
+    def edit_on(j):  # the user ablates after the job's first step
         if j.done == 1 and not pushed.is_set():
             pushed.set()
             s.ablate("layer2", list(range(16)))
 
     job.watch(edit_on)
+    gated.open.set()
     d = job.result(60)
     assert pushed.is_set() and len(s.edits) == 1
     torch.testing.assert_close(d.iou, reference.iou, rtol=0, atol=0)

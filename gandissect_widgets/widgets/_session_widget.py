@@ -263,22 +263,16 @@ class SessionWidget(Owner, PhotoDrop, anywidget.AnyWidget):
         self.photo_job = job
         self._photo_line = (name, 0)
         self._show_progress()
-        ended = [False]
 
-        def watch(job) -> None:
+        def watch(job) -> None:  # after each step, and once at the end
             if not job.running:
                 with self._photo_lock:
-                    if ended[0]:
-                        return
-                    ended[0] = True
                     self._photo_done(job, name)
             elif int(job.progress * 100) != self._photo_line[1]:
                 self._photo_line = (name, int(job.progress * 100))
                 self._show_progress()
 
-        job.watch(watch)
-        if not job.running:  # it ended before watch() was attached
-            threading.Thread(target=watch, args=(job,), daemon=True).start()
+        job.watch(watch)  # a job that already ended calls it from a thread of its own
 
     def _show_progress(self) -> None:
         name, percent = self._photo_line
