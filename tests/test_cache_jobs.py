@@ -50,31 +50,37 @@ def test_job_error_is_reraised():
         Job(fail).result(5)
 
 
+def _ends_seen(job: Job, late: bool) -> list[tuple[str, bool]]:
+    """(watcher, called in the main thread) for each end a watcher saw."""
+    ends, lock = [], threading.Lock()
+
+    def watcher(who):
+        def seen(j):
+            if not j.running:
+                with lock:
+                    ends.append((who, threading.current_thread() is threading.main_thread()))
+
+        return seen
+
+    for who in ("a", "b", "c"):  # the job may end before, between or after these
+        job.watch(watcher(who))
+    job.result(5)
+    if late:
+        job.watch(watcher("late"))
+    for _ in range(500):
+        with lock:
+            if len(ends) == 3 + late:
+                break
+        threading.Event().wait(0.01)
+    return sorted(ends)
+
+
 def test_every_watcher_sees_the_end_once_even_when_attached_as_the_job_ends():
     """Watchers attached before, during and after the end: each sees the end exactly once,
     and never in the thread that attached it (which may hold a lock the watcher takes)."""
     for _ in range(200):
-        ends: list[str] = []
-        lock = threading.Lock()
-
-        def watcher(job, who):
-            if not job.running:
-                assert threading.current_thread() is not threading.main_thread()
-                with lock:
-                    ends.append(who)
-
-        job = Job(lambda j: j.step(), total=1)
-        for who in ("a", "b", "c"):  # the job may end before, between or after these
-            job.watch(lambda j, who=who: watcher(j, who))
-        job.result(5)
-        job.watch(lambda j: watcher(j, "late"))
-        deadline = threading.Event()
-        for _ in range(500):
-            with lock:
-                if len(ends) == 4:
-                    break
-            deadline.wait(0.01)
-        assert sorted(ends) == ["a", "b", "c", "late"]
+        ends = _ends_seen(Job(lambda j: j.step(), total=1), late=True)
+        assert ends == [("a", False), ("b", False), ("c", False), ("late", False)]
 
 
 # ------------------------------------------------------------------ damaged files
