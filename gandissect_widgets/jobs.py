@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable
 
 __all__ = ["Job", "Cancelled", "progress_bar", "one_torch_thread", "one_thread"]
@@ -106,6 +108,20 @@ def progress_bar(total: int | None, desc: str, enabled: bool = True, unit: str =
     return bar
 
 
+_running: weakref.WeakSet[Job] = weakref.WeakSet()
+
+
+@atexit.register
+def _cancel_running_jobs(timeout: float = 10.0) -> None:
+    """At exit, cancel the jobs still running and wait for them to stop: a job's thread still
+    inside torch while Python shuts down would abort the process."""
+    jobs = list(_running)
+    for job in jobs:
+        job.cancel()
+    for job in jobs:
+        job._thread.join(timeout)
+
+
 class Cancelled(Exception):
     """The job was cancelled before it finished."""
 
@@ -127,6 +143,7 @@ class Job:
         self._watchers: list[Callable[[Job], None]] = []
         self._watch_lock = threading.Lock()  # an ending job and a new watcher: one call, not two
         self._thread = threading.Thread(target=self._main, args=(work,), daemon=True, name=name)
+        _running.add(self)
         self._thread.start()
 
     def _main(self, work):

@@ -6,6 +6,8 @@ until the runner is garbage), so torch keeps its thread pool warm between render
 
 After ``close()``, ``submit`` runs nothing and returns False: late requests to a closed
 widget (a Session event already under way, a control set from code) are dropped, not errors.
+When the interpreter exits, every runner still open is closed first: a render still inside
+torch while Python shuts down would abort the process.
 
 >>> runner = Latest()
 >>> runner.submit(lambda: None), runner.wait()
@@ -16,9 +18,12 @@ widget (a Session event already under way, a control set from code) are dropped,
 
 from __future__ import annotations
 
+import atexit
 import threading
 import weakref
 from collections.abc import Callable
+
+_open: weakref.WeakSet[Latest] = weakref.WeakSet()  # closed at exit
 
 
 class Latest:
@@ -35,6 +40,7 @@ class Latest:
             target=_serve, args=(weakref.ref(self), self._cond), name="gw-latest", daemon=True
         )
         self._worker.start()
+        _open.add(self)
 
     def submit(self, fn: Callable[[], object]) -> bool:
         """Run ``fn`` soon in the worker, replacing a pending request; False once closed."""
@@ -81,6 +87,12 @@ class Latest:
         """Block until nothing is pending or running; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: not self._busy, timeout)
+
+
+@atexit.register
+def _close_open_runners(timeout: float = 10.0) -> None:
+    for runner in list(_open):
+        runner.close(timeout)
 
 
 def _serve(ref, cond: threading.Condition) -> None:
