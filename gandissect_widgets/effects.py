@@ -9,6 +9,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 
 from . import passes
 from .attacks import attack_units
-from .edits import State
+from .edits import Ablation, State
 from .steering import steering_effect
 
 __all__ = [
@@ -58,7 +59,11 @@ class AblationEffect:
 def ablation_effect(
     session, layer, units, concept, *, n=200, seeds=None, batch_size=None, segmenter=None
 ):
-    """Segment ``n`` generated samples with and without ablating ``units``; see AblationEffect."""
+    """Segment ``n`` generated samples with and without ablating ``units``, both on top of the
+    current model (``session.state``); see AblationEffect. Measure before applying the same
+    ablation (or inside ``with session.excluding(edit):``): units already ablated are measured
+    from their ablated state, and a warning says so. Example: the module's docstring.
+    """
     concepts, segment = passes.concept_source(session, segmenter)
     if concept not in concepts:
         raise KeyError(f"unknown concept {concept!r}; concepts are: {', '.join(concepts)}")
@@ -67,6 +72,7 @@ def ablation_effect(
     edit = session.ablation(layer, units)
     k = len(concepts)
     state = session.state
+    _warn_already_ablated(state, edit)
 
     def areas(at):
         total = torch.zeros(k, dtype=torch.int64)
@@ -80,7 +86,25 @@ def ablation_effect(
     b = dict(zip(concepts, before.tolist()))
     a = dict(zip(concepts, after.tolist()))
     changes = {c: (a[c] - b[c]) / b[c] if b[c] else 0.0 for c in concepts}
-    return AblationEffect(layer, list(edit.units), concept, -changes[concept], changes, b, a)
+    removed = 0.0 - changes[concept]  # 0.0, never -0.0
+    return AblationEffect(layer, list(edit.units), concept, removed, changes, b, a)
+
+
+def _warn_already_ablated(state, edit) -> None:
+    """Warn when units of ``edit`` are already ablated by an active edit: the effect then
+    starts from their ablated state (0 for the very same ablation, applied before measuring)."""
+    for active in state.edits:
+        if isinstance(active, Ablation) and active.layer == edit.layer:
+            both = sorted(set(active.units) & set(edit.units))
+            if both:
+                shown = ", ".join(map(str, both[:8])) + (", ..." if len(both) > 8 else "")
+                warnings.warn(
+                    f"units {shown} of {edit.layer} are already ablated by an active edit "
+                    f"({active!r}), so the effect is measured from their ablated state; measure "
+                    "before applying it, or inside `with session.excluding(edit):`",
+                    stacklevel=4,
+                )
+                return
 
 
 @dataclass
