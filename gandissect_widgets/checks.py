@@ -320,3 +320,15 @@ def available_device(value) -> torch.device:
         valid = f"a device that exists here ({', '.join(found)} or 'auto')"
         raise _error(ValueError, "device", valid, value)
     return d
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """``"; did you mean 'a', 'b'?"`` for the names close to ``name``, else ``""``.
+
+    >>> did_you_mean("layr6", ["layer6", "layer5", "output"])
+    "; did you mean 'layer6', 'layer5'?"
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(names), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""

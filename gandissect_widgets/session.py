@@ -25,6 +25,7 @@ import inspect
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -76,13 +77,6 @@ def _delegate(target, doc: str, *, forwards=None, name: str | None = None, examp
 
 def _spatial(t) -> bool:
     return isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[-1] * t.shape[-2] > 1
-
-
-def _close(name: str, names: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
 
 
 class Session:
@@ -201,6 +195,12 @@ class Session:
             net = zoo.load_classifier("hamlet" if name == "hamlet-classifier" else name)
             session = cls(net, data=hamlet.render, **kwargs)
         else:
+            if isinstance(name, str) and name not in zoo.names() and not Path(name).exists():
+                known = sorted({"hamlet-classifier", "hamlet-vit", *zoo.names()})
+                raise KeyError(
+                    f"unknown model {name!r}: not a file, and known names are: "
+                    f"{', '.join(known)}{checks.did_you_mean(name, known)}"
+                )
             session = cls(zoo.load(name), **kwargs)
         session.recipe = functools.partial(cls.from_zoo, name, **simple)
         return session
@@ -267,7 +267,7 @@ class Session:
                 f"unknown layer {layer!r}; "
                 f"layers are: {', '.join(self.layers if hasattr(self, 'layers') else [])} "
                 "(or any module path of the model: session.layer_info() lists them)"
-                + _close(layer, module_names(self.model))
+                + checks.did_you_mean(layer, module_names(self.model))
             ) from None
 
     def _view_for(self, out, layer: str):

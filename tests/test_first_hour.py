@@ -51,3 +51,17 @@ def test_measuring_an_ablation_that_is_already_applied_warns(seg_session):
     with pytest.warns(UserWarning, match="already ablated"):
         same = seg_session.ablation_effect("layer2", units, "bright", n=8)
     assert str(same.removed) == "0.0"  # the model against itself, and not printed as -0.0
+
+
+@pytest.mark.parametrize(
+    "typo, meant", [("hamlet-classifer", "hamlet-classifier"), ("hamlet_vit", "hamlet-vit")]
+)
+def test_a_mistyped_zoo_name_lists_the_session_names_and_the_close_one(typo, meant):
+    import gandissect_widgets as gw
+
+    with pytest.raises(
+        KeyError,
+        match=rf"known names are: hamlet, hamlet-classifier, hamlet-vit, "
+        rf".*did you mean '{meant}'",
+    ):
+        gw.Session.from_zoo(typo)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..checks import did_you_mean
 from . import hamlet
 
 _GENERATORS = {"hamlet": hamlet.load_generator}
@@ -49,9 +50,19 @@ def load(name, **kwargs):
         return g
 
     if isinstance(name, str) and name not in checkpoints.CATALOGUE and not Path(name).exists():
-        known = ", ".join(sorted([*_GENERATORS, *checkpoints.CATALOGUE]))
-        raise KeyError(f"unknown model {name!r}: not a file, and known names are: {known}")
+        known = names()
+        raise KeyError(
+            f"unknown model {name!r}: not a file, and known names are: {', '.join(known)}"
+            + did_you_mean(name, known)
+        )
     return checkpoints.load(name, **kwargs).eval()
+
+
+def names() -> list[str]:
+    """The model names :func:`load` knows (generators and published checkpoints)."""
+    from . import checkpoints
+
+    return sorted([*_GENERATORS, *checkpoints.CATALOGUE])
 
 
 def load_segmenter(name: str):
