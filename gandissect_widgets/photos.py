@@ -36,6 +36,11 @@ def _pictures(images) -> list:
             f"images must be a uint8 array (H, W, 3) or (N, H, W, 3), or a list of them; "
             f"got {type(images).__name__}"
         )
+    if arr.ndim == 2:
+        raise ValueError(
+            f"a picture must be colour, (H, W, 3) or (H, W, 4); got {arr.shape}, a grey one: "
+            "convert it to RGB first (PIL: image.convert('RGB'))"
+        )
     return [arr] if arr.ndim == 3 else list(arr)
 
 

@@ -34,8 +34,10 @@ def to_uint8(images) -> np.ndarray:
         return images
     t = torch.as_tensor(images).detach().float().cpu()
     if t.dim() not in (3, 4) or t.shape[-3] != 3:
+        dtype = getattr(images, "dtype", type(images).__name__)
         raise ValueError(
-            f"images must be float (N, 3, H, W) or (3, H, W) in [-1, 1]; got shape {tuple(t.shape)}"
+            "images must be uint8 (N, H, W, 3) or (H, W, 3) with values 0-255, or float "
+            f"(N, 3, H, W) or (3, H, W) in [-1, 1]; got {dtype} of shape {tuple(t.shape)}"
         )
     t = ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return t.movedim(-3, -1).numpy()

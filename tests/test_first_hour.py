@@ -65,3 +65,62 @@ def test_a_mistyped_zoo_name_lists_the_session_names_and_the_close_one(typo, mea
         rf".*did you mean '{meant}'",
     ):
         gw.Session.from_zoo(typo)
+
+
+# ---------------------------------------------------------------- errors that name the mistake
+def test_a_widget_without_its_session_says_so(gen_session):
+    from gandissect_widgets.widgets import AblationPanel, RuleEditor, UnitBrowser
+
+    for widget in (UnitBrowser, AblationPanel, RuleEditor):
+        with pytest.raises(TypeError, match=rf"{widget.__name__}\(session, layer.*got 'layer2'"):
+            widget("layer2", gen_session)
+
+
+def test_a_widgets_layer_is_fixed_once_made(seg_session):
+    from gandissect_widgets.widgets import UnitBrowser
+    from gandissect_widgets.widgets._validate import InvalidValue
+
+    browser = UnitBrowser(seg_session, "layer2", seeds=[0, 1])
+    try:
+        with pytest.raises(InvalidValue, match=r"fixed.*UnitBrowser\(session, 'layer3'\)"):
+            browser.layer = "layer3"
+        assert browser.layer == "layer2"
+        browser.layer = "layer2"  # the same value is no change
+    finally:
+        browser.close()
+
+
+def test_a_bare_context_mask_says_to_pair_it_with_its_seed(gen_session):
+    import numpy as np
+
+    mask = np.ones((32, 32), bool)
+    with pytest.raises(TypeError, match=r"bare mask: pair it with its seed"):
+        gen_session.rewrite("layer2", copy=(0, mask), paste=(1, mask), context=mask)
+    assert gen_session.edits == []
+
+
+def test_a_grey_photo_is_named_as_grey():
+    import numpy as np
+
+    from gandissect_widgets.photos import _pictures
+
+    with pytest.raises(ValueError, match=r"got \(64, 64\), a grey one.*convert\('RGB'\)"):
+        _pictures(np.zeros((64, 64), np.uint8))
+
+
+def test_one_image_given_to_the_segmenter_says_how_to_make_a_batch():
+    import numpy as np
+
+    from gandissect_widgets import zoo
+
+    with pytest.raises(TypeError, match=r"uint8 batch.*images\[None\]"):
+        zoo.load_segmenter("hamlet").segment(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_an_image_grid_of_the_wrong_shape_names_both_accepted_forms():
+    import numpy as np
+
+    import gandissect_widgets as gw
+
+    with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\).*float.*got int64 of shape"):
+        gw.ImageGrid(np.full((2, 8, 8, 4), 3))

@@ -108,7 +108,13 @@ def check_context(session, context) -> list[tuple[int, np.ndarray]]:
     """A list of checked (seed, mask) pairs; one bare pair is accepted too."""
     if isinstance(context, tuple) and len(context) == 2 and not isinstance(context[0], tuple):
         context = [context]
-    if not isinstance(context, (list, tuple)) or not context:
+    if not isinstance(context, (list, tuple)):
+        raise TypeError(
+            "context must be a list of (seed, mask) pairs where the rule holds; got "
+            f"{type(context).__name__}" + (" (a bare mask: pair it with its seed, [(seed, mask)])"
+                                           if hasattr(context, "shape") else "")
+        )  # fmt: skip
+    if not context:
         raise ValueError("context is empty: give a list of (seed, mask) pairs where the rule holds")
     return [_region(session, c, f"context[{i}]") for i, c in enumerate(context)]
 

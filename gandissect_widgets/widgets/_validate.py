@@ -31,3 +31,50 @@ def in_range(*names: str, low: float, high: float | None = None):
         return value
 
     return _check
+
+
+def fixed(name: str):
+    """A traitlets validator that lets ``name`` be set once (when the widget is made) and
+    refuses a later change, saying to make a new widget: the widget's data follow from it.
+
+    >>> class W(t.HasTraits):
+    ...     layer = t.Unicode("")
+    ...     _check = fixed("layer")
+    >>> w = W(layer="layer6")
+    >>> try:
+    ...     w.layer = "layer4"
+    ... except InvalidValue as err:
+    ...     print(err)
+    layer is fixed when a W is made (here 'layer6'); make a new one: W(session, 'layer4')
+    """
+
+    @t.validate(name)
+    def _check(self, proposal):
+        old, value = getattr(self, name), proposal["value"]
+        if old and value != old:
+            kind = type(self).__name__
+            raise InvalidValue(
+                f"{name} is fixed when a {kind} is made (here {old!r}); make a new one: "
+                f"{kind}(session, {value!r})"
+            )
+        return value
+
+    return _check
+
+
+def check_session(session, widget: str) -> None:
+    """Refuse anything but a Session as a widget's first argument, saying what to pass.
+
+    >>> try:
+    ...     check_session("layer6", "UnitBrowser")
+    ... except TypeError as err:
+    ...     print(str(err).split(" (e.g.")[0])
+    UnitBrowser(session, layer, ...): session must be a gandissect_widgets.Session
+    """
+    from ..session import Session
+
+    if not isinstance(session, Session):
+        raise TypeError(
+            f"{widget}(session, layer, ...): session must be a gandissect_widgets.Session "
+            f"(e.g. gw.Session.from_zoo('hamlet')); got {session!r}"
+        )

@@ -38,7 +38,7 @@ from ._session_widget import (
     sample_name,
     touch,
 )
-from ._validate import InvalidValue, in_range
+from ._validate import InvalidValue, check_session, fixed, in_range
 from .paint_canvas import CanvasPart, CanvasTraits
 
 __all__ = ["AblationPanel"]
@@ -64,6 +64,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
     _css = css("image_grid.css", "paint_canvas.css", "ablation_panel.css")
 
     layer = t.Unicode("").tag(sync=True)
+    _fixed_layer = fixed("layer")
     count = t.Int(0).tag(sync=True)
     concepts = t.List(t.Unicode()).tag(sync=True)
     concept = t.Unicode("").tag(sync=True)  # "" = units typed by number
@@ -96,10 +97,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         mode: str = "remove",
         invert_settings=None,
     ):
-        from ..session import Session
-
-        if not isinstance(session, Session):
-            raise TypeError(f"session must be a gandissect_widgets.Session; got {session!r}")
+        check_session(session, "AblationPanel")
         layer = session.check_layer(layer)
         if units is not None:  # refused here, not only shown in the page
             units = checks.units(units, session.layer_shape(layer)[0], layer)

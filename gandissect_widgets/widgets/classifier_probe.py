@@ -24,7 +24,7 @@ from ._bundle import css, esm
 from ._fallback import StaticFallback
 from ._grid import GridData
 from ._session_widget import SessionWidget, closes_on_failure
-from ._validate import InvalidValue, in_range
+from ._validate import InvalidValue, check_session, fixed, in_range
 from .paint_canvas import CanvasPart, CanvasTraits
 
 __all__ = ["ClassifierProbe"]
@@ -60,6 +60,7 @@ class ClassifierProbe(StaticFallback, SessionWidget, CanvasTraits):
     _css = css("image_grid.css", "paint_canvas.css", "classifier_probe.css")
 
     layer = t.Unicode("").tag(sync=True)
+    _fixed_layer = fixed("layer")
     classes = t.List(t.Unicode()).tag(sync=True)
     sample = t.Int(0).tag(sync=True)
     source = t.Unicode("").tag(sync=True)
@@ -85,6 +86,7 @@ class ClassifierProbe(StaticFallback, SessionWidget, CanvasTraits):
 
     @closes_on_failure
     def __init__(self, session, layer: str, *, sample: int | None = None, size: int = 192):
+        check_session(session, "ClassifierProbe")
         if session.kind != "classifier" or not session.classes:
             raise ValueError("ClassifierProbe needs a classifier Session with classes=")
         layer = session.check_layer(layer)

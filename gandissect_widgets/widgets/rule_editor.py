@@ -37,7 +37,7 @@ from ._session_widget import (
     photo_captions,
     sample_name,
 )
-from ._validate import InvalidValue
+from ._validate import InvalidValue, check_session, fixed
 from .paint_canvas import CanvasPart, CanvasTraits
 
 __all__ = ["RuleEditor"]
@@ -58,6 +58,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
     _css = css("image_grid.css", "paint_canvas.css", "rule_editor.css")
 
     layer = t.Unicode("").tag(sync=True)
+    _fixed_layer = fixed("layer")
     seeds = t.List(t.Int()).tag(sync=True)
     current = t.Int(0).tag(sync=True)
     mask_shape = t.List(t.Int(), default_value=[0, 0]).tag(sync=True)
@@ -92,6 +93,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         cache=True,
         invert_settings=None,
     ):
+        check_session(session, "RuleEditor")
         rw.conv_of(session, layer)  # a clear error now rather than at Execute
         invert_settings = check_invert_settings(invert_settings, session)
         self.session = session

@@ -30,7 +30,7 @@ from ._session_widget import (
     photo_captions,
     sample_name,
 )
-from ._validate import InvalidValue
+from ._validate import InvalidValue, check_session, fixed
 
 __all__ = ["UnitBrowser", "UnitList"]
 
@@ -73,6 +73,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
     _css = css("image_grid.css", "unit_list.css", "unit_browser.css")
 
     layer = t.Unicode("").tag(sync=True)
+    _fixed_layer = fixed("layer")
     count = t.Int(0).tag(sync=True)
     sorts = t.List().tag(sync=True)
     sort = t.Unicode("unit").tag(sync=True)
@@ -99,6 +100,7 @@ class UnitBrowser(StaticFallback, SessionWidget):
         heat_mode: str = "highlight",
         invert_settings=None,
     ):
+        check_session(session, "UnitBrowser")
         layer = session.check_layer(layer)
         invert_settings = check_invert_settings(invert_settings, session)
         self.seeds = self._seeds_or_samples(seeds, session)

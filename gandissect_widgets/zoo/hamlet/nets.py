@@ -76,8 +76,10 @@ def to_float_images(images):
     """uint8 (N,H,W,3) numpy/tensor -> float (N,3,H,W) in [-1, 1]; float tensors pass through."""
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            one = " (for one image use images[None])" if images.ndim == 3 else ""
             raise TypeError(
-                f"numpy images must be uint8 (N,H,W,3); got {images.dtype} {images.shape}"
+                f"numpy images must be a uint8 batch (N, H, W, 3); got {images.dtype} "
+                f"{images.shape}{one}"
             )
         images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor):
