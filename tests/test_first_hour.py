@@ -124,3 +124,21 @@ def test_an_image_grid_of_the_wrong_shape_names_both_accepted_forms():
 
     with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\).*float.*got int64 of shape"):
         gw.ImageGrid(np.full((2, 8, 8, 4), 3))
+
+
+def test_a_panels_units_take_a_list_as_well_as_text(gen_session):
+    import numpy as np
+
+    from gandissect_widgets.widgets import AblationPanel
+    from gandissect_widgets.widgets._validate import InvalidValue
+
+    panel = AblationPanel(gen_session, "layer2", units=[1, 2], seeds=[0], size=16)
+    try:
+        assert panel.units == "1, 2"
+        panel.units = [4, np.int64(5)]
+        assert panel.units == "4, 5" and panel._wanted_edit().units == [4, 5]
+        with pytest.raises(InvalidValue, match=r"list of ints or text like '3, 12'; got \[1.5\]"):
+            panel.units = [1.5]
+        assert panel.units == "4, 5"
+    finally:
+        panel.close()

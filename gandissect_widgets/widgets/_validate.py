@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 import traitlets as t
 
@@ -78,3 +79,25 @@ def check_session(session, widget: str) -> None:
             f"{widget}(session, layer, ...): session must be a gandissect_widgets.Session "
             f"(e.g. gw.Session.from_zoo('hamlet')); got {session!r}"
         )
+
+
+class UnitsText(t.Unicode):
+    """Unit numbers as the page's text box holds them, ``"3, 12"``; a list (or any sequence) of
+    ints is taken too and written that way.
+
+    >>> class W(t.HasTraits):
+    ...     units = UnitsText("")
+    >>> W(units=[3, 12]).units
+    '3, 12'
+    """
+
+    def validate(self, obj, value):
+        if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
+            try:
+                value = ", ".join(str(operator.index(u)) for u in value)
+            except TypeError:
+                raise InvalidValue(
+                    f"units must be unit numbers, as a list of ints or text like '3, 12'; "
+                    f"got {value!r}"
+                ) from None
+        return super().validate(obj, value)

@@ -38,7 +38,7 @@ from ._session_widget import (
     sample_name,
     touch,
 )
-from ._validate import InvalidValue, check_session, fixed, in_range
+from ._validate import InvalidValue, UnitsText, check_session, fixed, in_range
 from .paint_canvas import CanvasPart, CanvasTraits
 
 __all__ = ["AblationPanel"]
@@ -70,7 +70,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
     concept = t.Unicode("").tag(sync=True)  # "" = units typed by number
     top = t.Int(10).tag(sync=True)
     top_max = t.Int(40).tag(sync=True)
-    units = t.Unicode("").tag(sync=True)
+    units = UnitsText("").tag(sync=True)  # "3, 12" as typed; a list of ints is taken too
     strength = t.Float(1.0).tag(sync=True)
     mode = t.Unicode("remove").tag(sync=True)
     region = t.Bool(False).tag(sync=True)
