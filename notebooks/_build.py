@@ -489,6 +489,34 @@ d = mine.dissect("block2", n=64, segmenter=BrightIsSky(), cache=False)
 d.table()[:3]
 """),
         md("""
+## A classifier
+
+A classifier takes images (N, 3, H, W) in [-1, 1] and returns logits. Its samples come from a
+`data` function: integer ids → uint8 pictures (N, H, W, 3), or → `(pictures, concept_maps,
+labels)` when you have them (concept maps of ids into `concepts` give exact Network Dissection;
+labels let `ablation_accuracy` measure what removing units costs each class). Here hamlet's
+classifier and its scenes stand in for your network and your dataset:
+"""),
+        code("""
+from gandissect_widgets.zoo import hamlet
+
+net = gw.zoo.load_classifier("hamlet")   # your trained classifier in its place
+
+def my_data(ids):                        # your dataset, keyed by integer ids
+    return hamlet.render(ids)            # pictures, concept maps, labels
+
+scenes = gw.Session(net, data=my_data, classes=list(hamlet.SCENES), concepts=list(hamlet.CONCEPTS))
+predicted = scenes.classify(range(64)).argmax(1)
+_, _, labels = my_data(range(64))
+print(f"layers: {scenes.layers}")
+print(f"accuracy on 64 of your pictures: {(predicted == labels).float().mean():.0%}")
+scenes.dissect("conv4", n=200, cache=False).table()[:3]
+"""),
+        code("""
+# check: the wrapped classifier classifies, and its layers can be dissected like a generator's
+assert scenes.kind == "classifier" and (predicted == labels).float().mean() > 0.85
+"""),
+        md("""
 ## Real checkpoints
 
 `gw.zoo.load(path)` loads a published checkpoint from disk, detecting its layout: Progressive
