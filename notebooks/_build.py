@@ -671,8 +671,13 @@ own units draw, and the rule reaches those.
         md("""
 A rule can also be made on the photo itself: photo ids go wherever a seed goes, e.g. copy the
 example's tree, paste it at the middle of the photo's roof and give the photo's roof as context:
-`session.rewrite("layer6", copy=rule["request"]["copy"], paste=(ids[1], (y, x)),
-context=[(ids[1], seg[1] == ROOF)])`.
+
+```python
+ys, xs = np.nonzero(seg[1] == ROOF)                       # the photo's roof pixels
+y, x = int(ys.mean()), int(xs.mean())                     # their middle
+session.rewrite("layer6", copy=rule["request"]["copy"], paste=(ids[1], (y, x)),
+                context=[(ids[1], seg[1] == ROOF)])
+```
 
 ## Drop your own photo on a widget
 
@@ -745,12 +750,15 @@ ax.set_xlabel("units set to 2x high"); ax.set_ylabel("scenes now 'forest' (%)")
 fig.tight_layout()
 """),
         code("""
-lakes = [s for s, lab in zip(HELD_OUT, session.labels(HELD_OUT).tolist()) if lab == 1][:8]
+LAKE, FOREST, MEADOW = (session.classes.index(c) for c in ("lake", "forest", "meadow"))
+lakes = [s for s, lab in zip(HELD_OUT, session.labels(HELD_OUT).tolist()) if lab == LAKE][:8]
 edit = session.steer(LAYER, "forest", k=10, value=2)
 steered = session.classify(lakes).argmax(1)
 session.undo()
 print(edit.describe(), "->", [session.classes[i] for i in steered])
-gw.ImageGrid(session.generate(lakes), size=80, captions=[session.classes[i] for i in steered])
+# the pictures do not change: steering changes what the classifier's units say about them
+gw.ImageGrid(session.generate(lakes), size=80,
+             captions=[f"seen as {session.classes[i]}" for i in steered])
 """),
         code("""
 # check: 10 units flip at least 90% of the other classes' scenes, lakes included
@@ -809,15 +817,15 @@ prediction (heatmaps) and steering and attack controls. Paint on the picture (he
 a green crown over a meadow) and the forest probability rises.
 """),
         code("""
-meadow = [s for s, lab in zip(HELD_OUT, session.labels(HELD_OUT).tolist()) if lab == 4][0]
+meadow = [s for s, lab in zip(HELD_OUT, session.labels(HELD_OUT).tolist()) if lab == MEADOW][0]
 probe = gw.ClassifierProbe(session, LAYER, sample=meadow)
 probe.wait()
-forest_before = probe.probs[3]
+forest_before = probe.probs[FOREST]
 crown = np.zeros((64, 64)); yy, xx = np.mgrid[:64, :64]
 crown[(yy - 38) ** 2 + (xx - 20) ** 2 < 100] = 1
 probe.canvas.mask = crown
 probe.wait()
-forest_after = probe.probs[3]
+forest_after = probe.probs[FOREST]
 print(f"forest {forest_before:.0%} -> {forest_after:.0%}")
 probe
 """),
