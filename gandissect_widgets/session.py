@@ -238,6 +238,11 @@ class Session:
                     f"a generator must return images (N, 3, H, W); got shape {tuple(out.shape)}"
                 )
             return tuple(out.shape[-2:])
+        if self.classes is not None and (out.dim() != 2 or out.shape[1] != len(self.classes)):
+            raise ValueError(
+                f"classes names {len(self.classes)} classes, but the classifier returns "
+                f"logits of shape {tuple(out.shape)}: give one name per logit"
+            )
         return tuple(self.inputs([0]).shape[-2:])
 
     # ------------------------------------------------------------------ inputs

@@ -122,8 +122,8 @@ def test_an_image_grid_of_the_wrong_shape_names_both_accepted_forms():
 
     import gandissect_widgets as gw
 
-    with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\).*float.*got int64 of shape"):
-        gw.ImageGrid(np.full((2, 8, 8, 4), 3))
+    with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\).*float.*got float32 of shape"):
+        gw.ImageGrid(np.random.default_rng(0).random((2, 8, 8, 3), np.float32))  # matplotlib's
 
 
 def test_a_panels_units_take_a_list_as_well_as_text(gen_session):
@@ -142,3 +142,37 @@ def test_a_panels_units_take_a_list_as_well_as_text(gen_session):
         assert panel.units == "4, 5"
     finally:
         panel.close()
+
+
+# ---------------------------------------------------------------- mistakes no longer accepted
+@pytest.mark.parametrize(
+    "images, captions, message",
+    [
+        ("int64", None, r"integer images must be uint8.*got int64"),
+        ("float 0-255", None, r"float images must be in \[-1, 1\]; these range from .* to 2\d\d"),
+        ("uint8", ["only one"], r"1 captions for 3 images"),
+    ],
+)
+def test_an_image_grid_refuses_what_it_would_show_wrongly(images, captions, message):
+    import numpy as np
+
+    import gandissect_widgets as gw
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (3, 3, 8, 8))
+    given = {
+        "int64": pixels.transpose(0, 2, 3, 1),
+        "float 0-255": pixels.astype("float32"),
+        "uint8": pixels.transpose(0, 2, 3, 1).astype(np.uint8),
+    }[images]
+    with pytest.raises(ValueError, match=message):
+        gw.ImageGrid(given, captions=captions)
+
+
+def test_class_names_that_do_not_match_the_logits_are_refused():
+    from conftest import TinyClassifier, tiny_data
+
+    import gandissect_widgets as gw
+
+    with pytest.raises(ValueError, match=r"classes names 2 classes, but .* logits of shape"):
+        gw.Session(TinyClassifier(), data=tiny_data, classes=["a", "b"])

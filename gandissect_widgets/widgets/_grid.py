@@ -41,6 +41,7 @@ def image_stack(images) -> np.ndarray:
     if isinstance(images, torch.Tensor) or (
         isinstance(images, np.ndarray) and images.dtype != np.uint8
     ):
+        _check_float_range(images)
         images = render.to_uint8(images)
     arr = np.asarray(images)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (3, 4):
@@ -49,6 +50,26 @@ def image_stack(images) -> np.ndarray:
             f"same-size images; got {arr.dtype} {arr.shape} (for one image use images[None])"
         )
     return arr
+
+
+def _check_float_range(images) -> None:
+    """Refuse what would show as a white or black grid: integers other than uint8, and floats
+    far outside [-1, 1] (0-255 pixel values as floats)."""
+    t = torch.as_tensor(images)
+    if t.dtype == torch.uint8 or not t.numel():
+        return
+    if not t.is_floating_point():
+        raise ValueError(
+            f"integer images must be uint8 (N, H, W, 3) with values 0-255; got "
+            f"{getattr(images, 'dtype', t.dtype)} "
+            "(convert with images.astype(np.uint8))"
+        )
+    low, high = float(t.min()), float(t.max())
+    if low < -2 or high > 2:
+        raise ValueError(
+            f"float images must be in [-1, 1]; these range from {low:g} to {high:g} (pixels "
+            "0-255: pass them as uint8 (N, H, W, 3); pixels 0-1: pass images * 2 - 1)"
+        )
 
 
 def encode(arr: np.ndarray, encoding: str) -> list[bytes]:

@@ -88,6 +88,13 @@ class ImageGrid(StaticFallback, Owner, PhotoDrop, anywidget.AnyWidget):
         accept_photos: bool = False,
     ):
         self._arrays = np.zeros((0, 1, 1, 3), np.uint8)
+        if images is not None:  # refused before the widget exists
+            images = image_stack(images)
+            if captions and len(captions) != len(images):
+                raise ValueError(
+                    f"{len(captions)} captions for {len(images)} images: give one caption per "
+                    "image (or none)"
+                )
         super().__init__(
             encoding=encoding,
             columns=columns,
