@@ -149,7 +149,8 @@ class Ablation(Edit):
         verb = "remove" if isinstance(self.value, (int, float)) and self.value == 0 else "set"
         where = "" if self.mask is None else " in a region"
         where += " and the class token" if self.prefix else ""
-        return f"{verb} {len(self.units)} units of {self.layer} at {self.strength:.0%}{where}"
+        units = f"{len(self.units)} unit{'s' if len(self.units) != 1 else ''}"
+        return f"{verb} {units} of {self.layer} at {self.strength:.0%}{where}"
 
 
 class WeightEdit(Edit):

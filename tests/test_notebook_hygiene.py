@@ -49,3 +49,15 @@ def test_notebook_hygiene(path):
         assert numbered == list(range(1, len(numbered) + 1)), (
             f"{path.name} was not run top to bottom"
         )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_output_shows_a_python_object_address(path):
+    """A text-only viewer shows a widget's text/plain: its caption, never "<... at 0x7f...>"."""
+    cells = json.loads(path.read_text())["cells"]
+    texts = [
+        "".join(out.get("data", {}).get("text/plain", ""))
+        for cell in cells
+        for out in cell.get("outputs", [])
+    ]
+    assert not [t for t in texts if " object at 0x" in t], path.stem
