@@ -18,7 +18,7 @@ import torch
 from . import passes
 from .attacks import attack_units
 from .edits import Ablation, State
-from .steering import steering_effect
+from .steering import steering_effect, target_index
 
 __all__ = [
     "AblationEffect",
@@ -166,17 +166,16 @@ def ablation_accuracy(
 
 
 def class_units(session, layer, name, *, n=500, seeds=None, batch_size=None) -> list[int]:
-    """Units of ``layer`` ranked by how much they support class ``name`` (best first).
+    """Units of ``layer`` ranked by how much they support class ``name`` (a name or an index),
+    best first.
 
     The score is activation x gradient of the class logit, summed over positions and averaged
     over the samples of that class (a first-order estimate of the logit lost by ablation).
     """
     if session.kind != "classifier" or not session.classes:
         raise ValueError("class_units needs a classifier Session with classes= and labelled data")
-    if name not in session.classes:
-        raise KeyError(f"unknown class {name!r}; classes are: {', '.join(session.classes)}")
+    target = target_index(session, name)  # a name or an index
     layer = session.check_layer(layer)
-    target = session.classes.index(name)
     seeds = passes.sample_seeds(n, seeds)
     bs = passes.batch_size(session, batch_size, len(seeds))
     score = torch.zeros(session.layer_shape(layer)[0], dtype=torch.float64)
@@ -191,7 +190,9 @@ def class_units(session, layer, name, *, n=500, seeds=None, batch_size=None) -> 
         score += (acts * grad).sum((2, 3)).sum(0).double().cpu()
         count += len(picked)
     if count == 0:
-        raise ValueError(f"no sample of class {name!r} among the {len(seeds)} seeds; raise n")
+        raise ValueError(
+            f"no sample of class {session.classes[target]!r} among the {len(seeds)} seeds; raise n"
+        )
     return (score / count).argsort(descending=True).tolist()
 
 

@@ -176,3 +176,13 @@ def test_class_names_that_do_not_match_the_logits_are_refused():
 
     with pytest.raises(ValueError, match=r"classes names 2 classes, but .* logits of shape"):
         gw.Session(TinyClassifier(), data=tiny_data, classes=["a", "b"])
+
+
+def test_class_units_take_a_class_index_like_steering_does():
+    import gandissect_widgets as gw
+
+    s = gw.Session.from_zoo("hamlet-classifier")
+    lake = s.classes.index("lake")
+    assert s.class_units("conv4", lake, n=64) == s.class_units("conv4", "lake", n=64)
+    with pytest.raises(KeyError, match=r"class index 9 is out of range; classes are: .*index 0..4"):
+        s.class_units("conv4", 9)
