@@ -332,3 +332,24 @@ def did_you_mean(name: str, names: Iterable[str]) -> str:
 
     close = difflib.get_close_matches(str(name), list(names), n=3, cutoff=0.6)
     return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by its caller point at the first line
+    outside this package (the user's call, however many package frames lie between).
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as seen:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn("x", stacklevel=user_stacklevel())
+    >>> "checks.py" in seen[0].filename
+    False
+    """
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import passes
+from . import checks, passes
 from .attacks import attack_units
 from .edits import Ablation, State
 from .steering import steering_effect, target_index
@@ -91,18 +91,19 @@ def ablation_effect(
 
 
 def _warn_already_ablated(state, edit) -> None:
-    """Warn when units of ``edit`` are already ablated by an active edit: the effect then
-    starts from their ablated state (0 for the very same ablation, applied before measuring)."""
+    """Warn when units of ``edit`` are already changed by an active ablation (or steering): the
+    effect then starts from their changed state (0 for the very same ablation, applied
+    before measuring)."""
     for active in state.edits:
         if isinstance(active, Ablation) and active.layer == edit.layer:
             both = sorted(set(active.units) & set(edit.units))
             if both:
                 shown = ", ".join(map(str, both[:8])) + (", ..." if len(both) > 8 else "")
                 warnings.warn(
-                    f"units {shown} of {edit.layer} are already ablated by an active edit "
-                    f"({active!r}), so the effect is measured from their ablated state; measure "
+                    f"units {shown} of {edit.layer} are already changed by an active edit "
+                    f"({active!r}), so the effect is measured from their changed state; measure "
                     "before applying it, or inside `with session.excluding(edit):`",
-                    stacklevel=4,
+                    stacklevel=checks.user_stacklevel(),
                 )
                 return
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 
@@ -109,17 +111,25 @@ def progress_bar(total: int | None, desc: str, enabled: bool = True, unit: str =
 
 
 _running: weakref.WeakSet[Job] = weakref.WeakSet()
+_exiting = threading.Event()  # set at exit: jobs started from then on start cancelled
 
 
 @atexit.register
 def _cancel_running_jobs(timeout: float = 10.0) -> None:
-    """At exit, cancel the jobs still running and wait for them to stop: a job's thread still
-    inside torch while Python shuts down would abort the process."""
-    jobs = list(_running)
-    for job in jobs:
-        job.cancel()
-    for job in jobs:
-        job._thread.join(timeout)
+    """At exit, cancel the jobs still running and wait for them to stop, within ``timeout`` s
+    in all: a job's thread still inside torch while Python shuts down would abort the process.
+    A job that ends may start another (a widget's next queued photo): that one starts
+    cancelled, and is waited for too."""
+    _exiting.set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = [job for job in list(_running) if job.running]
+        if not jobs:
+            return
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            job._thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class Cancelled(Exception):
@@ -143,6 +153,8 @@ class Job:
         self._watchers: list[Callable[[Job], None]] = []
         self._watch_lock = threading.Lock()  # an ending job and a new watcher: one call, not two
         self._thread = threading.Thread(target=self._main, args=(work,), daemon=True, name=name)
+        if _exiting.is_set():
+            self._cancel.set()
         _running.add(self)
         self._thread.start()
 
@@ -155,8 +167,11 @@ class Job:
             with self._watch_lock:
                 self._finished.set()
                 watchers = list(self._watchers)
-            for cb in watchers:
-                cb(self)
+            for cb in watchers:  # each sees the end, whatever the one before it raised
+                try:
+                    cb(self)
+                except Exception:  # noqa: BLE001 - reported like an error in a thread
+                    threading.excepthook(threading.ExceptHookArgs((*sys.exc_info(), self._thread)))
 
     def step(self, n: int = 1) -> None:
         """Count ``n`` units of work done; raises :class:`Cancelled` once cancel was asked."""

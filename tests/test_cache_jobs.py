@@ -50,37 +50,66 @@ def test_job_error_is_reraised():
         Job(fail).result(5)
 
 
-def _ends_seen(job: Job, late: bool) -> list[tuple[str, bool]]:
-    """(watcher, called in the main thread) for each end a watcher saw."""
-    ends, lock = [], threading.Lock()
+def _ends_seen_around_the_end() -> dict[int, list[bool]]:
+    """300 watchers attached from another thread: 0-99 before the job ends, 100-199 while it
+    ends, 200-299 after. For each, the calls that saw the end (True: in the attaching thread)."""
+    release, lock = threading.Event(), threading.Lock()
+    ends: dict[int, list[bool]] = {}
+    job = Job(lambda j: release.wait(5), total=1)
 
     def watcher(who):
         def seen(j):
             if not j.running:
                 with lock:
-                    ends.append((who, threading.current_thread() is threading.main_thread()))
+                    ends.setdefault(who, []).append(threading.current_thread() is attacher)
 
         return seen
 
-    for who in ("a", "b", "c"):  # the job may end before, between or after these
-        job.watch(watcher(who))
+    def attach_many():
+        for who in range(300):
+            if who == 100:
+                release.set()
+            if who == 200:
+                job.result(5)
+            job.watch(watcher(who))
+
+    attacher = threading.Thread(target=attach_many)
+    attacher.start()
+    attacher.join(10)
     job.result(5)
-    if late:
-        job.watch(watcher("late"))
     for _ in range(500):
         with lock:
-            if len(ends) == 3 + late:
+            if len(ends) == 300:
                 break
         threading.Event().wait(0.01)
-    return sorted(ends)
+    threading.Event().wait(0.05)  # time for a second, wrong call to arrive
+    with lock:
+        return dict(ends)
 
 
 def test_every_watcher_sees_the_end_once_even_when_attached_as_the_job_ends():
-    """Watchers attached before, during and after the end: each sees the end exactly once,
-    and never in the thread that attached it (which may hold a lock the watcher takes)."""
-    for _ in range(200):
-        ends = _ends_seen(Job(lambda j: j.step(), total=1), late=True)
-        assert ends == [("a", False), ("b", False), ("c", False), ("late", False)]
+    """Each watcher sees the end exactly once, and never in the thread that attached it
+    (which may hold a lock the watcher takes)."""
+    for _ in range(20):
+        ends = _ends_seen_around_the_end()
+        assert sorted(ends) == list(range(300))
+        assert all(calls == [False] for calls in ends.values()), ends
+
+
+def test_a_failing_watcher_does_not_keep_the_end_from_the_others(monkeypatch):
+    reported, seen, release = [], threading.Event(), threading.Event()
+    monkeypatch.setattr(threading, "excepthook", reported.append)
+    job = Job(lambda j: release.wait(5))
+
+    def broken(j):
+        raise RuntimeError("a broken watcher")
+
+    job.watch(broken)
+    job.watch(lambda j: seen.set())
+    release.set()
+    job.result(5)
+    assert seen.wait(5)
+    assert [str(r.exc_value) for r in reported] == ["a broken watcher"]  # reported, not lost
 
 
 # ------------------------------------------------------------------ damaged files

@@ -15,9 +15,17 @@ session.ablate("layer6", [5])  # the panel re-renders in its worker as the scrip
 {job}
 """
 _JOB = 'job = session.dissect("layer4", n=2000, cache=False, progress=False, background=True)'
+_PHOTOS = """
+import time
+for name in "abc":  # one inverted, two queued: a cancelled one starts the next
+    panel.add_photo(session.generate([5])[0], name)
+time.sleep(0.5)
+"""
 
 
-@pytest.mark.parametrize("job", ["", _JOB], ids=["render", "render-and-job"])
+@pytest.mark.parametrize(
+    "job", ["", _JOB, _PHOTOS], ids=["render", "render-and-job", "queued-photos"]
+)
 def test_a_script_that_ends_mid_work_exits_cleanly(job):
     run = subprocess.run(
         [sys.executable, "-c", _SCRIPT.format(job=job)], capture_output=True, text=True, timeout=120

@@ -25,6 +25,7 @@ def test_the_readme_examples_run_as_written_and_print_what_they_promise(tmp_path
     import warnings
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GANDISSECT_CACHE", str(tmp_path / "cache"))  # not the user's cache
     code = _python_block("In a notebook").replace("n=1000", "n=200")
     out = io.StringIO()
     namespace: dict = {}
@@ -44,13 +45,19 @@ def test_the_readme_examples_run_as_written_and_print_what_they_promise(tmp_path
 def test_measuring_an_ablation_that_is_already_applied_warns(seg_session):
     units = [0, 1, 2]
     seg_session.ablate("layer2", units[:2])
-    with pytest.warns(UserWarning, match=r"units 0, 1 of layer2 are already ablated.*excluding"):
+    with pytest.warns(UserWarning, match=r"units 0, 1 of layer2 are already changed.*excluding"):
         seg_session.ablation_effect("layer2", units, "bright", n=8)
     seg_session.undo()
     seg_session.ablate("layer2", units)
-    with pytest.warns(UserWarning, match="already ablated"):
+    with pytest.warns(UserWarning, match="already changed") as seen:
         same = seg_session.ablation_effect("layer2", units, "bright", n=8)
     assert str(same.removed) == "0.0"  # the model against itself, and not printed as -0.0
+    assert [w.filename for w in seen] == [__file__]  # it points at the user's line
+    from gandissect_widgets import effects
+
+    with pytest.warns(UserWarning, match="already changed") as seen:  # called directly too
+        effects.ablation_effect(seg_session, "layer2", units, "bright", n=8)
+    assert [w.filename for w in seen] == [__file__]
 
 
 @pytest.mark.parametrize(
@@ -186,3 +193,16 @@ def test_class_units_take_a_class_index_like_steering_does():
     assert s.class_units("conv4", lake, n=64) == s.class_units("conv4", "lake", n=64)
     with pytest.raises(KeyError, match=r"class index 9 is out of range; classes are: .*index 0..4"):
         s.class_units("conv4", 9)
+
+
+def test_an_image_grid_still_takes_caption_generators_and_clamps_an_unclamped_generators_tails():
+    import torch
+
+    import gandissect_widgets as gw
+
+    torch.manual_seed(0)
+    tails = torch.randn(2, 3, 16, 16) * 0.8  # a few values past 2: clamped, as before
+    grid = gw.ImageGrid(tails, captions=(f"s{i}" for i in range(2)))
+    assert grid.captions == ["s0", "s1"] and len(grid) == 2
+    with pytest.raises(ValueError, match="float images must be in"):  # a list is checked too
+        gw.ImageGrid([torch.rand(3, 8, 8) * 255] * 2)

@@ -37,6 +37,8 @@ def image_stack(images) -> np.ndarray:
     if isinstance(images, (list, tuple)):
         if not images:
             return np.zeros((0, 1, 1, 3), np.uint8)
+        for im in images:
+            _check_float_range(im)
         images = np.stack([np.asarray(render.to_uint8(im)) for im in images])
     if isinstance(images, torch.Tensor) or (
         isinstance(images, np.ndarray) and images.dtype != np.uint8
@@ -54,18 +56,18 @@ def image_stack(images) -> np.ndarray:
 
 def _check_float_range(images) -> None:
     """Refuse what would show as a white or black grid: integers other than uint8, and floats
-    far outside [-1, 1] (0-255 pixel values as floats)."""
-    t = torch.as_tensor(images)
+    far outside [-1, 1] (0-255 pixel values as floats; an unclamped generator's tails, a few
+    units past 1, are clamped as before)."""
+    t = torch.as_tensor(np.asarray(images) if isinstance(images, (list, tuple)) else images)
     if t.dtype == torch.uint8 or not t.numel():
         return
     if not t.is_floating_point():
         raise ValueError(
-            f"integer images must be uint8 (N, H, W, 3) with values 0-255; got "
-            f"{getattr(images, 'dtype', t.dtype)} "
-            "(convert with images.astype(np.uint8))"
+            f"integer images must be uint8 with values 0-255, (N, H, W, 3); got "
+            f"{getattr(images, 'dtype', t.dtype)}: convert them to uint8 first"
         )
     low, high = float(t.min()), float(t.max())
-    if low < -2 or high > 2:
+    if low < -8 or high > 8:
         raise ValueError(
             f"float images must be in [-1, 1]; these range from {low:g} to {high:g} (pixels "
             "0-255: pass them as uint8 (N, H, W, 3); pixels 0-1: pass images * 2 - 1)"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 import weakref
 from collections.abc import Callable
 
@@ -91,8 +92,9 @@ class Latest:
 
 @atexit.register
 def _close_open_runners(timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout  # one wait for all of them
     for runner in list(_open):
-        runner.close(timeout)
+        runner.close(max(0.0, deadline - time.monotonic()))
 
 
 def _serve(ref, cond: threading.Condition) -> None:

@@ -88,6 +88,7 @@ class ImageGrid(StaticFallback, Owner, PhotoDrop, anywidget.AnyWidget):
         accept_photos: bool = False,
     ):
         self._arrays = np.zeros((0, 1, 1, 3), np.uint8)
+        captions = list(captions or [])
         if images is not None:  # refused before the widget exists
             images = image_stack(images)
             if captions and len(captions) != len(images):
@@ -104,7 +105,7 @@ class ImageGrid(StaticFallback, Owner, PhotoDrop, anywidget.AnyWidget):
             threshold=threshold,
             heat_mode=heat_mode,
             accept_photos=accept_photos,
-            captions=list(captions or []),
+            captions=captions,
             _lut=lut_bytes(cmap),
         )
         self._click_callbacks: list[Callable[[dict], object]] = []
