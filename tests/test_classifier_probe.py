@@ -48,6 +48,9 @@ def test_an_attack_runs_in_the_background_and_can_be_cancelled(probe):
     assert probe.wait_attack(30)
     assert probe.attack_state == "done" and probe.result.images.shape == (1, 16, 16, 3)
     assert len(probe.attack_grid["images"]) == 3 and "dB" in probe.attack_text
+    reached = probe.classes[probe.result.after[0]] == "brightish"
+    verdict = "the attack worked: it now says" if reached else "the attack did not reach brightish"
+    assert probe.attack_text.startswith(verdict), probe.attack_text
     probe.attack_kind = "units"
     running = probe.attack()
     probe.cancel_attack()

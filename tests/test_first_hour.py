@@ -206,3 +206,56 @@ def test_an_image_grid_still_takes_caption_generators_and_clamps_an_unclamped_ge
     assert grid.captions == ["s0", "s1"] and len(grid) == 2
     with pytest.raises(ValueError, match="float images must be in"):  # a list is checked too
         gw.ImageGrid([torch.rand(3, 8, 8) * 255] * 2)
+
+
+# ---------------------------------------------------------------- what the widgets say
+def test_an_applied_edit_stays_and_is_named_while_the_controls_describe_none(gen_session):
+    from gandissect_widgets.widgets import AblationPanel
+
+    panel = AblationPanel(gen_session, "layer2", units=[3, 4], seeds=[0], size=16)
+    try:
+        edit = panel.apply()
+        panel.units = ""  # emptied: no edit described, the applied one stays
+        panel.wait()
+        assert gen_session.edits == [edit] and panel.applied
+        assert (
+            panel.status.startswith("APPLIED: remove 2 units of layer2")
+            and "unchanged" in panel.status
+        )
+        panel.units = "abc"  # unreadable: an error that still names what is applied
+        panel.wait()
+        assert gen_session.edits == [edit] and panel.status_kind == "error"
+        assert "still applied: remove 2 units of layer2" in panel.status
+        panel.units = "3, 4, 5"  # readable again: retuned in place
+        panel.wait()
+        assert len(gen_session.edits) == 1 and gen_session.edits[0].units == [3, 4, 5]
+        panel.unapply()
+        assert gen_session.edits == [] and not panel.applied
+    finally:
+        panel.close()
+
+
+def test_execute_too_early_names_the_first_missing_step(gen_session):
+    import numpy as np
+
+    from gandissect_widgets.widgets import RuleEditor
+
+    editor = RuleEditor(gen_session, "layer2", seeds=[0, 1, 2], size=32)
+    try:
+        steps = []
+        for do in (
+            lambda: None,
+            lambda: setattr(editor, "copy", (0, np.ones(editor.mask_shape, np.float32))),
+            lambda: setattr(editor, "paste", (1, (8, 8))),
+        ):
+            do()
+            editor.execute()
+            steps.append((editor.status.split(":")[0], editor.status_kind, editor.running))
+        assert steps == [
+            ("Copy first", "error", False),
+            ("Paste next", "error", False),
+            ("Add context", "error", False),
+        ]
+        assert gen_session.edits == []
+    finally:
+        editor.close()

@@ -264,8 +264,9 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
             if known is not None and new is not None and self._same(new, known):
                 new = known
                 break
-        if self._applied is not None and new is not self._applied:
-            with self._quietly():  # retune the applied edit in place
+        if self._applied is not None and new is not None and new is not self._applied:
+            with self._quietly():  # retune the applied edit in place (controls that describe
+                # no edit leave it as it is: only Remove takes it off)
                 self._applied = s.replace(self._applied, new)
         self.edit = new
         state = s.state
@@ -295,6 +296,8 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
             self.edited = self.edited_grid.payload()
             self._show_error(err)
             self.status += " (the edited side is empty until the controls describe an edit)"
+            if self._applied is not None:
+                self.status += f"; still applied: {self._applied.describe()}"
 
     def _use_seeds(self, seeds) -> None:
         super()._use_seeds(seeds)
@@ -313,6 +316,12 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         self.edited_grid.set_heatmaps(heat, vmin=0, vmax=1, threshold=0.5)
 
     def _describe(self, edit) -> tuple[str, str]:
+        if edit is None and self._applied is not None:
+            return (
+                f"APPLIED: {self._applied.describe()}, unchanged: the controls describe no edit "
+                f"({self._why_nothing()}). Set them to retune it; Remove takes it off.",
+                "applied",
+            )
         if edit is None:
             if self._applied is None and self._undone_elsewhere:
                 return "your applied edit was undone elsewhere; " + self._why_nothing(), "nothing"

@@ -224,7 +224,7 @@ class ClassifierProbe(StaticFallback, SessionWidget, CanvasTraits):
         probs, preview = self._probs(x, base), self._probs(x, shown)
         rows, heat = self._contributions(x, shown, preview)
         self.unit_grid.set_images(np.repeat(pic[None], len(rows), 0))
-        self.unit_grid.captions = [f"#{r['unit']} {r['label']}".strip() for r in rows]
+        self.unit_grid.captions = [f"unit {r['unit']} {r['label']}".strip() for r in rows]
         self.unit_grid.set_heatmaps(heat if len(rows) else None)
         with self.hold_sync():
             self.probs, self.probs_preview, self.units = probs, preview, rows
@@ -236,7 +236,11 @@ class ClassifierProbe(StaticFallback, SessionWidget, CanvasTraits):
             elif self._applied is not None:
                 self._say(f"APPLIED: {new.describe()}; it says {top}", "applied")
             else:
-                self._say(f"PREVIEW: {new.describe()}; it says {top}. Apply puts it on", "preview")
+                self._say(
+                    f"PREVIEW: {new.describe()}; it says {top}. Only this probe shows it; Apply "
+                    "puts it on the Session.",
+                    "preview",
+                )
 
     def _contributions(self, x, state, probs, k: int = 4):
         """Top units (activation x gradient of the logit) for the predicted and chosen class."""
@@ -335,17 +339,23 @@ class ClassifierProbe(StaticFallback, SessionWidget, CanvasTraits):
         self.attack_images.set_images(np.stack([a.originals[0], a.images[0], a.magnified()[0]]))
         self.attack_images.captions = ["before", "after", "perturbation, magnified"]
         moved = ", ".join(
-            f"#{r['unit']}{' ' + r['label'] if r['label'] else ''} {r['change']:+.2f}"
+            f"unit {r['unit']}{' ' + r['label'] if r['label'] else ''} {r['change']:+.2f}"
             for r in a.moved_units(5)
+        )
+        target, after = self.classes[a.target], self.classes[a.after[0]]
+        verdict = (
+            f"the attack worked: it now says {target}"
+            if after == target
+            else f"the attack did not reach {target} (it says {after}); try a larger eps"
         )
         with self.hold_sync():
             self.attack_grid = self.attack_images.payload()
             self.attack_progress = 1.0
             self.attack_state = "done"
             self.attack_text = (
-                f"{self.classes[a.before[0]]} ({a.probs_before[0].max():.0%}) -> "
-                f"{self.classes[a.after[0]]} ({a.probs_after[0].max():.0%}) at "
-                f"{a.psnr[0]:.1f} dB; units that moved most: {moved}"
+                f"{verdict}. {self.classes[a.before[0]]} ({a.probs_before[0].max():.0%}) -> "
+                f"{after} ({a.probs_after[0].max():.0%}) at {a.psnr[0]:.1f} dB; units that "
+                f"moved most: {moved}"
             )
 
     def close(self) -> None:

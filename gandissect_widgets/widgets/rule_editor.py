@@ -375,6 +375,10 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         if self._job is not None and self._job.is_alive():
             self._say("a rewrite is already running")
             return
+        missing = self._first_missing_step()
+        if missing:
+            self._say(missing, "error")
+            return
         self._cancel.clear()
         request = {
             "context": self.context,
@@ -386,6 +390,16 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         self.running = True
         self._job = threading.Thread(target=self._run, args=(request,), daemon=True)
         self._job.start()
+
+    def _first_missing_step(self) -> str:
+        """What to do before Execute, in the order the steps come; "" when ready."""
+        if self.copy is None:
+            return "Copy first: paint what to copy on a sample and press Copy"
+        if self.paste is None:
+            return "Paste next: press Paste, then click a gallery sample where the copy goes"
+        if not self.context:
+            return "Add context: paint a region where the rule should hold and press Add to context"
+        return ""
 
     def _run(self, request) -> None:
         t0 = time.perf_counter()
