@@ -56,7 +56,7 @@ def test_copy_paste_context_execute_undo_redo_and_status(editor, gen_session):
     assert editor.context_seeds == [2, 3]
     assert editor.tray["captions"] == [
         "copy · #1",
-        "paste · #2 at (10, 11)",
+        "paste · #2 at x 11, y 10",  # clicked at x 11, y 10, as the hover says
         "context · #2",
         "context · #3",
     ]

@@ -243,7 +243,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         self.placing = False
         self.paste = (int(seed), (int(y), int(x)))
         self._say(
-            f"paste at ({y}, {x}) of {sample_name(seed)} (previewed in the regions tray); "
+            f"paste at x {x}, y {y} of {sample_name(seed)} (previewed in the regions tray); "
             "add context, then Execute" + self._hint()
         )
 
@@ -352,7 +352,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         if self.paste is not None:
             seed, (y, x) = self.paste
             image, mask = self._paste_preview(seed, y, x)
-            out.append((f"paste · {sample_name(seed, True)} at ({y}, {x})", image, mask))
+            out.append((f"paste · {sample_name(seed, True)} at x {x}, y {y}", image, mask))
         out += [(f"context · {sample_name(s, True)}", self._image(s), m) for s, m in self.context]
         return out
 

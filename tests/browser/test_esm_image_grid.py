@@ -91,7 +91,7 @@ def test_hover_shows_heatmap_value(mount):
             align_corners=False,
         )
     )
-    assert status.startswith("#0  (10, 2)  value ")
+    assert status.startswith("image 1 · x 10, y 2  value ")
     assert abs(float(status.split("value ")[1]) - expected) < 0.01 * 15
     view.page.mouse.move(box["x"] + 200, box["y"] + 200)
     assert view.el.locator(".gw-grid-status").inner_text().strip() == ""

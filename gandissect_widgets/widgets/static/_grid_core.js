@@ -177,7 +177,8 @@ class GridView {
 
   describe(i, x, y) {
     const { n, h: hh, w, data, ok } = this.heat();
-    let text = `#${i}  (${x}, ${y})`;
+    const label = (this.spec.captions || [])[i] || `image ${i + 1}`;  // its caption names it
+    let text = `${label} · x ${x}, y ${y}`;
     if (ok && i < n) {
       const img = this.bitmaps[i], { vmin: lo = 0, vmax: hi = 1 } = this.spec;
       const q = sample(data.subarray(i * hh * w, (i + 1) * hh * w), hh, w, x, y, img.width, img.height);
