@@ -259,3 +259,21 @@ def test_execute_too_early_names_the_first_missing_step(gen_session):
         assert gen_session.edits == []
     finally:
         editor.close()
+
+
+def test_the_rule_check_leads_with_its_verdict(gen_session):
+    import numpy as np
+
+    from gandissect_widgets.rewrite import rule_hint
+
+    def box(y0, y1, x0, x1):
+        m = np.zeros((32, 32), np.float32)
+        m[y0:y1, x0:x1] = 1
+        return m
+
+    fast = {"stat_samples": 16, "cache": False}
+    hint = rule_hint(
+        gen_session, "layer2", [(2, box(7, 8, 7, 8))], (1, box(4, 8, 4, 8)), (2, (8, 8)), **fast
+    )
+    assert hint["text"].startswith("rule check: before Execute: paint larger regions"), hint
+    assert hint["text"].endswith("heuristic thresholds)")

@@ -326,16 +326,16 @@ def rule_hint(
             "where the copy lands looks unlike the context: paste onto a place like the "
             "context (or paint context like that place)"
         )
-    text = f"rule check: {len(ctx)} context positions, context agreement {agreement:.2f}"
+    verdict = "before Execute: " + "; ".join(advice) if advice else "looks ready to Execute"
+    figures = f"{len(ctx)} context positions, context agreement {agreement:.2f}"
     if match is not None:
-        text += f", paste target match {match:.2f}"
-    text += (
+        figures += f", paste target match {match:.2f}"
+    figures += (
         ", spread after the first fit"
         if spread is None
         else f", acts on {spread:.0%} of other places"
     )
-    text += "; " + ("; ".join(advice) if advice else "nothing stands out")
-    text += " (heuristic thresholds)"
+    text = f"rule check: {verdict} ({figures}; heuristic thresholds)"
     return {
         "positions": len(ctx),
         "agreement": agreement,

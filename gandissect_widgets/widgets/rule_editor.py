@@ -116,7 +116,7 @@ class RuleEditor(StaticFallback, SessionWidget, CanvasTraits):
         self._bind(session, invert_settings)
         self._show_tray()
         self._render()
-        self._say("paint on the sample, then Copy what to copy; Paste and Add to context next")
+        self._say("1. paint what to copy on the sample and press Copy; 2. Paste; 3. Add to context")
 
     # ------------------------------------------------------------------ state as Python
     def _mask(self, data: bytes) -> np.ndarray:
