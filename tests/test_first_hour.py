@@ -267,7 +267,7 @@ def test_the_rule_check_leads_with_its_verdict(gen_session):
     from gandissect_widgets.rewrite import rule_hint
 
     def box(y0, y1, x0, x1):
-        m = np.zeros((32, 32), np.float32)
+        m = np.zeros((16, 16), np.float32)
         m[y0:y1, x0:x1] = 1
         return m
 
