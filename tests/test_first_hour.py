@@ -278,3 +278,22 @@ def test_the_rule_check_leads_with_its_verdict(gen_session):
     assert hint["text"].startswith("rule check: before Execute: the context covers only 1"), hint
     assert "paint larger regions" in hint["text"].split(" (")[0]  # advice before the figures
     assert hint["text"].endswith("heuristic thresholds)")
+
+
+def test_the_unit_list_shows_the_number_it_is_sorted_on(seg_session):
+    from gandissect_widgets.widgets import UnitBrowser
+
+    seg_session.dissect("layer2", n=16, cache=False, progress=False)
+    browser = UnitBrowser(seg_session, "layer2", seeds=[0, 1])
+    try:
+        browser.sort = "activation"
+        browser.wait()
+        means = seg_session.unit_levels("layer2")["mean"]
+        shown = [float(label.rsplit("mean ", 1)[1]) for label in browser.labels]
+        assert shown == sorted(shown, reverse=True)
+        assert shown[0] == round(float(means.max()), 2)
+        browser.sort = "iou"
+        browser.wait()
+        assert "mean" not in browser.labels[0]
+    finally:
+        browser.close()

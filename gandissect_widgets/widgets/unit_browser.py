@@ -168,16 +168,20 @@ class UnitBrowser(StaticFallback, SessionWidget):
             return self.session.unit_levels(self.layer)["mean"].argsort(descending=True).tolist()
         return list(range(self.count))
 
-    def _label(self, u: int) -> str:
+    def _label(self, u: int, means=None) -> str:
+        """ "unit 3 · tree 0.21" (its concept and IoU); sorted by activation, the number shown
+        is the one sorted on: "unit 3 · tree · mean 0.53"."""
         d = self.dissection
-        if d is None:
-            return f"unit {u}"
-        return f"unit {u} · {d.labels[u]} {float(d.best_iou[u]):.2f}"
+        name = f"unit {u}" if d is None else f"unit {u} · {d.labels[u]}"
+        if means is not None:
+            return f"{name} · mean {float(means[u]):.2f}"
+        return name if d is None else f"{name} {float(d.best_iou[u]):.2f}"
 
     def _fill_list(self) -> None:
         order = self._order()
+        means = self.session.unit_levels(self.layer)["mean"] if self.sort == "activation" else None
         with self.hold_sync():
-            self.labels = [self._label(u) for u in order]
+            self.labels = [self._label(u, means) for u in order]
             self.order = order
 
     def _thresholds(self) -> torch.Tensor:
