@@ -120,6 +120,8 @@ def test_ablation_panel_slider_apply_and_labels(view, gen_session):
     status = v.el.locator(".gw-status")
     assert status.locator(".gw-badge").inner_text().lower() == "preview"
     assert v.el.locator("input[aria-label=top]").is_disabled()  # by number: top does nothing
+    units = v.el.locator("input[aria-label=units]")  # a long list, whole on hover
+    assert units.get_attribute("title") == ", ".join(map(str, range(16))) == units.input_value()
     before = _rgb(v, ".gw-grid[data-name=edited] canvas")
     slider = v.el.locator("input[aria-label=strength]")
     slider.fill("0.4")  # an input event, as a drag makes

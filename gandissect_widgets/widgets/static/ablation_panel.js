@@ -77,6 +77,7 @@ async function render({ model, el }) {
     top.el.classList.toggle("gw-off", !model.get("concept"));
     top.el.title = model.get("concept") ? "How many of the concept's top units" : "Pick a concept to use this";
     if (document.activeElement !== units) units.value = model.get("units");
+    units.title = model.get("units") || "unit numbers, e.g. 3, 12-15";  // the whole list, however long
     if (document.activeElement !== strength.input) strength.set(model.get("strength"));
     for (const [name, button] of Object.entries(modes)) {
       const on = model.get("mode") === name;
