@@ -195,7 +195,12 @@ class Session:
             net = zoo.load_classifier("hamlet" if name == "hamlet-classifier" else name)
             session = cls(net, data=hamlet.render, **kwargs)
         else:
-            if isinstance(name, str) and name not in zoo.names() and not Path(name).exists():
+            if (
+                isinstance(name, str)
+                and name.strip()
+                and name not in zoo.names()
+                and not Path(name).exists()
+            ):
                 known = sorted({"hamlet-classifier", "hamlet-vit", *zoo.names()})
                 raise KeyError(
                     f"unknown model {name!r}: not a file, and known names are: "
