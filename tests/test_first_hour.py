@@ -210,28 +210,31 @@ def test_an_image_grid_still_takes_caption_generators_and_clamps_an_unclamped_ge
 
 
 # ---------------------------------------------------------------- what the widgets say
-def test_an_applied_edit_stays_and_is_named_while_the_controls_describe_none(gen_session):
+def test_an_applied_edit_is_named_when_the_controls_take_it_off_or_cannot_be_read(gen_session):
     from gandissect_widgets.widgets import AblationPanel
 
     panel = AblationPanel(gen_session, "layer2", units=[3, 4], seeds=[0], size=16)
     try:
         edit = panel.apply()
-        panel.units = ""  # emptied: no edit described, the applied one stays
+        panel.units = "abc"  # unreadable: an error; the applied edit stays, and is named
         panel.wait()
-        assert gen_session.edits == [edit] and panel.applied
-        assert (
-            panel.status.startswith("APPLIED: remove 2 units of layer2")
-            and "unchanged" in panel.status
-        )
-        panel.units = "abc"  # unreadable: an error that still names what is applied
-        panel.wait()
-        assert gen_session.edits == [edit] and panel.status_kind == "error"
+        assert gen_session.edits == [edit] and panel.applied and panel.status_kind == "error"
         assert "still applied: remove 2 units of layer2" in panel.status
-        panel.units = "3, 4, 5"  # readable again: retuned in place
+        panel.units = ""  # no edit described: the applied one is taken off, and it says so
         panel.wait()
-        assert len(gen_session.edits) == 1 and gen_session.edits[0].units == [3, 4, 5]
-        panel.unapply()
         assert gen_session.edits == [] and not panel.applied
+        assert panel.status.startswith("your applied edit was taken off the Session")
+        assert "no units chosen" in panel.status
+        panel.units = "3, 4, 5"  # a new preview, not applied
+        panel.wait()
+        assert gen_session.edits == [] and panel.status.startswith("PREVIEW")
+        panel.apply()
+        panel.strength = 0  # the slider to 0 takes it off too; up again is a preview
+        panel.wait()
+        assert gen_session.edits == [] and "taken off" in panel.status
+        panel.strength = 0.5
+        panel.wait()
+        assert gen_session.edits == [] and panel.status.startswith("PREVIEW")
     finally:
         panel.close()
 

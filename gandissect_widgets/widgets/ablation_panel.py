@@ -107,6 +107,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         self.edit = None
         self._applied = None  # the edit this panel put on the Session
         self._undone_elsewhere = False
+        self._taken_off = False  # the controls took the applied edit off (said until a new one)
         self._typing = False
         self.last_render_s = 0.0
         self.original_grid = GridData(columns=columns, size=size, encoding="raw")
@@ -264,10 +265,11 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
             if known is not None and new is not None and self._same(new, known):
                 new = known
                 break
-        if self._applied is not None and new is not None and new is not self._applied:
-            with self._quietly():  # retune the applied edit in place (controls that describe
-                # no edit leave it as it is: only Remove takes it off)
+        taken_off = self._applied is not None and new is None
+        if self._applied is not None and new is not self._applied:
+            with self._quietly():  # retune the applied edit in place (None: take it off)
                 self._applied = s.replace(self._applied, new)
+        self._taken_off = taken_off or (self._taken_off and new is None)
         self.edit = new
         state = s.state
         base = state.minus(self._applied) if self._applied is not None else state
@@ -316,11 +318,11 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         self.edited_grid.set_heatmaps(heat, vmin=0, vmax=1, threshold=0.5)
 
     def _describe(self, edit) -> tuple[str, str]:
-        if edit is None and self._applied is not None:
+        if edit is None and self._taken_off:
             return (
-                f"APPLIED: {self._applied.describe()}, unchanged: the controls describe no edit "
-                f"({self._why_nothing()}). Set them to retune it; Remove takes it off.",
-                "applied",
+                "your applied edit was taken off the Session, as the controls now describe none: "
+                + self._why_nothing(),
+                "nothing",
             )
         if edit is None:
             if self._applied is None and self._undone_elsewhere:
@@ -340,7 +342,7 @@ class AblationPanel(StaticFallback, SessionWidget, CanvasTraits):
         )
 
     def _why_nothing(self) -> str:
-        if not self.units.strip():
+        if not parse_units(self.units, self.count):  # "" or only separators
             return "no units chosen: nothing to preview (pick a concept or type unit numbers)"
         if self.strength == 0:
             return "strength 0: nothing changes"
