@@ -75,8 +75,8 @@ def test_sketch_steer_apply_and_attack_in_the_frontends(lab_page, probe_server, 
         probe.get_by_role("button", name="Attack").click()
         done = _until(nb, 1, lambda s: s["attack"] == "done", tries=100)
         assert "dB" in done["text"], done
-        page.wait_for_function(
-            "el => el.innerText.includes('dB')",
-            arg=probe.locator(".gw-cp-attack-text").element_handle(),
-        )
+        result = probe.locator(".gw-cp-attack-text")
+        page.wait_for_function("el => el.innerText.includes('dB')", arg=result.element_handle())
+        assert result.inner_text().startswith("the attack "), result.inner_text()  # its verdict
+        assert result.evaluate("el => getComputedStyle(el).opacity") == "1"  # not a faint hint
     assert not errors, errors
