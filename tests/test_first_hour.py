@@ -5,9 +5,20 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from conftest import TinyClassifier, tiny_data
+
+import gandissect_widgets as gw
+from gandissect_widgets import effects, zoo
+from gandissect_widgets.photos import _pictures
+from gandissect_widgets.rewrite import rule_hint
+from gandissect_widgets.widgets import AblationPanel, RuleEditor, UnitBrowser
+from gandissect_widgets.widgets._validate import InvalidValue
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -22,7 +33,6 @@ def _python_block(section: str) -> str:
 def test_the_readme_examples_run_as_written_and_print_what_they_promise(tmp_path, monkeypatch):
     """Both README blocks, in order, with fewer samples: the effect printed is the share of
     tree pixels the 20 tree units remove (it printed -0.0 when measured after apply)."""
-    import warnings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GANDISSECT_CACHE", str(tmp_path / "cache"))  # not the user's cache
@@ -54,7 +64,6 @@ def test_measuring_an_ablation_that_is_already_applied_warns(seg_session):
         same = seg_session.ablation_effect("layer2", units, "bright", n=8)
     assert str(same.removed) == "0.0"  # the model against itself, and not printed as -0.0
     assert [w.filename for w in seen] == [__file__]  # it points at the user's line
-    from gandissect_widgets import effects
 
     with pytest.warns(UserWarning, match="already changed") as seen:  # called directly too
         effects.ablation_effect(seg_session, "layer2", units, "bright", n=8)
@@ -65,7 +74,6 @@ def test_measuring_an_ablation_that_is_already_applied_warns(seg_session):
     "typo, meant", [("hamlet-classifer", "hamlet-classifier"), ("hamlet_vit", "hamlet-vit")]
 )
 def test_a_mistyped_zoo_name_lists_the_session_names_and_the_close_one(typo, meant):
-    import gandissect_widgets as gw
 
     with pytest.raises(
         KeyError,
@@ -77,7 +85,6 @@ def test_a_mistyped_zoo_name_lists_the_session_names_and_the_close_one(typo, mea
 
 # ---------------------------------------------------------------- errors that name the mistake
 def test_a_widget_without_its_session_says_so(gen_session):
-    from gandissect_widgets.widgets import AblationPanel, RuleEditor, UnitBrowser
 
     for widget in (UnitBrowser, AblationPanel, RuleEditor):
         with pytest.raises(TypeError, match=rf"{widget.__name__}\(session, layer.*got 'layer2'"):
@@ -85,8 +92,6 @@ def test_a_widget_without_its_session_says_so(gen_session):
 
 
 def test_a_widgets_layer_is_fixed_once_made(seg_session):
-    from gandissect_widgets.widgets import UnitBrowser
-    from gandissect_widgets.widgets._validate import InvalidValue
 
     browser = UnitBrowser(seg_session, "layer2", seeds=[0, 1])
     try:
@@ -99,7 +104,6 @@ def test_a_widgets_layer_is_fixed_once_made(seg_session):
 
 
 def test_a_bare_context_mask_says_to_pair_it_with_its_seed(gen_session):
-    import numpy as np
 
     mask = np.ones((32, 32), bool)
     with pytest.raises(TypeError, match=r"bare mask: pair it with its seed"):
@@ -108,37 +112,24 @@ def test_a_bare_context_mask_says_to_pair_it_with_its_seed(gen_session):
 
 
 def test_a_grey_photo_is_named_as_grey():
-    import numpy as np
-
-    from gandissect_widgets.photos import _pictures
 
     with pytest.raises(ValueError, match=r"got \(64, 64\), a grey one.*convert\('RGB'\)"):
         _pictures(np.zeros((64, 64), np.uint8))
 
 
 def test_one_image_given_to_the_segmenter_says_how_to_make_a_batch():
-    import numpy as np
-
-    from gandissect_widgets import zoo
 
     with pytest.raises(TypeError, match=r"uint8 batch.*images\[None\]"):
         zoo.load_segmenter("hamlet").segment(np.zeros((64, 64, 3), np.uint8))
 
 
 def test_an_image_grid_of_the_wrong_shape_names_both_accepted_forms():
-    import numpy as np
-
-    import gandissect_widgets as gw
 
     with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\).*float.*got float32 of shape"):
         gw.ImageGrid(np.random.default_rng(0).random((2, 8, 8, 3), np.float32))  # matplotlib's
 
 
 def test_a_panels_units_take_a_list_as_well_as_text(gen_session):
-    import numpy as np
-
-    from gandissect_widgets.widgets import AblationPanel
-    from gandissect_widgets.widgets._validate import InvalidValue
 
     panel = AblationPanel(gen_session, "layer2", units=[1, 2], seeds=[0], size=16)
     try:
@@ -162,9 +153,6 @@ def test_a_panels_units_take_a_list_as_well_as_text(gen_session):
     ],
 )
 def test_an_image_grid_refuses_what_it_would_show_wrongly(images, captions, message):
-    import numpy as np
-
-    import gandissect_widgets as gw
 
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (3, 3, 8, 8))
@@ -178,16 +166,12 @@ def test_an_image_grid_refuses_what_it_would_show_wrongly(images, captions, mess
 
 
 def test_class_names_that_do_not_match_the_logits_are_refused():
-    from conftest import TinyClassifier, tiny_data
-
-    import gandissect_widgets as gw
 
     with pytest.raises(ValueError, match=r"classes names 2 classes, but .* logits of shape"):
         gw.Session(TinyClassifier(), data=tiny_data, classes=["a", "b"])
 
 
 def test_class_units_take_a_class_index_like_steering_does():
-    import gandissect_widgets as gw
 
     s = gw.Session.from_zoo("hamlet-classifier")
     lake = s.classes.index("lake")
@@ -197,9 +181,6 @@ def test_class_units_take_a_class_index_like_steering_does():
 
 
 def test_an_image_grid_still_takes_caption_generators_and_clamps_an_unclamped_generators_tails():
-    import torch
-
-    import gandissect_widgets as gw
 
     torch.manual_seed(0)
     tails = torch.randn(2, 3, 16, 16) * 0.8  # a few values past 2: clamped, as before
@@ -211,7 +192,6 @@ def test_an_image_grid_still_takes_caption_generators_and_clamps_an_unclamped_ge
 
 # ---------------------------------------------------------------- what the widgets say
 def test_an_applied_edit_is_named_when_the_controls_take_it_off_or_cannot_be_read(gen_session):
-    from gandissect_widgets.widgets import AblationPanel
 
     panel = AblationPanel(gen_session, "layer2", units=[3, 4], seeds=[0], size=16)
     try:
@@ -240,9 +220,6 @@ def test_an_applied_edit_is_named_when_the_controls_take_it_off_or_cannot_be_rea
 
 
 def test_execute_too_early_names_the_first_missing_step(gen_session):
-    import numpy as np
-
-    from gandissect_widgets.widgets import RuleEditor
 
     editor = RuleEditor(gen_session, "layer2", seeds=[0, 1, 2], size=32)
     try:
@@ -266,9 +243,6 @@ def test_execute_too_early_names_the_first_missing_step(gen_session):
 
 
 def test_the_rule_check_leads_with_its_verdict(gen_session):
-    import numpy as np
-
-    from gandissect_widgets.rewrite import rule_hint
 
     def box(y0, y1, x0, x1):
         m = np.zeros((16, 16), np.float32)
@@ -285,7 +259,6 @@ def test_the_rule_check_leads_with_its_verdict(gen_session):
 
 
 def test_the_unit_list_shows_the_number_it_is_sorted_on(seg_session):
-    from gandissect_widgets.widgets import UnitBrowser
 
     seg_session.dissect("layer2", n=16, cache=False, progress=False)
     browser = UnitBrowser(seg_session, "layer2", seeds=[0, 1])
